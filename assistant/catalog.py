@@ -218,7 +218,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise AssistantError(f"{path}: invalid catalog: {exc}", "fix the TOML (a repeated id is an error too)") from None
+        raise AssistantError(
+            f"{path}: invalid catalog: {exc}", "fix the TOML (a repeated id is an error too)"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise AssistantError(f"{path}: cannot read catalog: {exc}") from None
 

@@ -31,9 +31,7 @@ class ModelSettings(_Section):
 
 
 class RuntimeSettings(_Section):
-    threads: int | None = Field(
-        None, ge=1, le=512, description="CPU threads for inference (default: physical cores)."
-    )
+    threads: int | None = Field(None, ge=1, le=512, description="CPU threads for inference (default: physical cores).")
     context_size: int = Field(4096, ge=256, le=1_048_576, description="Context window in tokens.")
     batch_size: int = Field(512, ge=1, le=65_536, description="Prompt-processing batch size in tokens.")
 
@@ -118,5 +116,3 @@ def describe() -> list[tuple[str, str, Any]]:
             default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
             rows.append((f"{section_name}.{name}", field.description or "", default))
     return rows
-
-

@@ -72,7 +72,7 @@ FILE_TYPES: dict[int, str] = {
 }  # fmt: skip
 
 # GGUF metadata value types -> struct format (None: string / array, handled apart).
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}  # fmt: skip
 _STRING, _ARRAY = 8, 9
 # Arrays longer than this keep only their length (tokenizer vocabularies have 50k-260k entries).
 _KEEP_ARRAY = 256
@@ -363,10 +363,10 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
         if type_id not in GGML_TYPES:
             raise r.fail(f"tensor {name!r} has unknown type {type_id} (a newer llama.cpp format?)")
         offset = r.scalar("<Q")
-        info = TensorInfo(name, shape, type_id, offset)
+        tensor = TensorInfo(name, shape, type_id, offset)
         if shape[0] % GGML_TYPES[type_id][1]:
-            raise r.fail(f"tensor {name!r}: row of {shape[0]} is not a whole number of {info.type_name} blocks")
-        tensors.append(info)
+            raise r.fail(f"tensor {name!r}: row of {shape[0]} is not a whole number of {tensor.type_name} blocks")
+        tensors.append(tensor)
 
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
@@ -379,7 +379,9 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
         data_size = max(data_size, t.offset + t.n_bytes)
     if data_offset + data_size > size:
         missing = data_offset + data_size - size
-        raise r.fail(f"truncated: tensor data needs {data_offset + data_size} bytes, file has {size} ({missing} missing)")
+        raise r.fail(
+            f"truncated: tensor data needs {data_offset + data_size} bytes, file has {size} ({missing} missing)"
+        )
     info = GGUFInfo(path, version, size, metadata, tensors, data_offset, data_size, alignment)
     if "general.architecture" not in metadata:
         raise r.fail("no general.architecture in the metadata")

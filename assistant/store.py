@@ -213,9 +213,7 @@ def is_whisper_dir(path: Path) -> bool:
     return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
 
 
-def import_path(
-    path: Path, model_id: str | None = None, copy: bool = False, store: Store | None = None
-) -> Installed:
+def import_path(path: Path, model_id: str | None = None, copy: bool = False, store: Store | None = None) -> Installed:
     """Register an existing GGUF file (or CTranslate2 whisper folder) — in place, or copied into the store."""
     from . import gguf
 

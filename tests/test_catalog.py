@@ -8,6 +8,7 @@ import pytest
 
 from assistant import catalog, paths
 from assistant.errors import AssistantError
+
 from conftest import assert_one_line_error, run_cli
 
 
@@ -59,11 +60,17 @@ sources = [{ hub = "me/my-model", files = ["my.gguf"] }]
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[x]\nkind = "robot"\n[x.variants.a]\nfile="a.gguf"\nsources=[{hub="a/b",files=["a"]}]', "entry [x]: field kind"),
+        (
+            '[x]\nkind = "robot"\n[x.variants.a]\nfile="a.gguf"\nsources=[{hub="a/b",files=["a"]}]',
+            "entry [x]: field kind",
+        ),
         ('[x]\nkind = "llm"\n[x.variants.a]\nfile="a.gguf"\nsources=[]', "field variants.a.sources"),
         ('[x]\nkind = "llm"\n[x.variants.a]\nfile="../a.gguf"\nsources=[{hub="a/b",files=["a"]}]', "plain file name"),
         ('[x]\nkind = "llm"\n[x.variants.a]\nfile="a.gguf"\nsha256="zz"\nsources=[{hub="a/b",files=["a"]}]', "sha256"),
-        ('[x]\nkind = "llm"\ncolour = 3\n[x.variants.a]\nfile="a"\nsources=[{hub="a/b",files=["a"]}]', "colour: unknown"),
+        (
+            '[x]\nkind = "llm"\ncolour = 3\n[x.variants.a]\nfile="a"\nsources=[{hub="a/b",files=["a"]}]',
+            "colour: unknown",
+        ),
         ('["../../x"]\nkind = "llm"', "invalid family id"),
         (
             '[x]\nkind = "llm"\n[x.variants.a]\nfile="a"\nsources=[{hub="a/b",files=["a"]}]\n'

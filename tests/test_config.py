@@ -6,6 +6,7 @@ import pytest
 
 from assistant import config, paths
 from assistant.errors import AssistantError
+
 from conftest import assert_one_line_error, run_cli
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant import fit, gguf
+
 from conftest import GEMMA, SMOL
 
 MiB = 1024 * 1024

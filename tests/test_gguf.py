@@ -10,6 +10,7 @@ import pytest
 
 from assistant import gguf
 from assistant.errors import AssistantError
+
 from conftest import GEMMA, SMOL
 
 

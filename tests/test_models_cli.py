@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant import paths
+
 from conftest import GEMMA, SMOL, WHISPER, assert_one_line_error, run_cli
 
 

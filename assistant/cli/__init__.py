@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> Any:
     from . import chat as _chat  # noqa: F401
     from . import models as _models  # noqa: F401
     from . import pull as _pull  # noqa: F401
+    from . import settings as _settings  # noqa: F401
     from . import speech as _speech  # noqa: F401
 
     try:

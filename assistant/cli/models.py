@@ -143,10 +143,7 @@ def info(target: str, ctx_size: int | None, verbose: bool, as_json: bool) -> Non
     data: dict[str, Any]
     looks_like_path = "/" in target or target.endswith(".gguf") or path.exists()
     if looks_like_path:
-        if is_whisper_dir(path):
-            data = _whisper_info(path)
-        else:
-            data = gguf.read(path).summary()
+        data = _whisper_info(path) if is_whisper_dir(path) else gguf.read(path).summary()
         data["id"] = None
     else:
         store = Store()
@@ -158,7 +155,9 @@ def info(target: str, ctx_size: int | None, verbose: bool, as_json: bool) -> Non
         else:
             variant = catalog.default().find(model_id)
             if variant is None:
-                raise AssistantError(f"{target}: neither an installed model, a catalog id, nor a file", "check the name")
+                raise AssistantError(
+                    f"{target}: neither an installed model, a catalog id, nor a file", "check the name"
+                )
             data = {
                 "id": variant.id,
                 "kind": variant.kind,
@@ -363,7 +362,7 @@ def disk_usage(as_json: bool) -> None:
     from .. import paths
     from ..store import Store, dir_size
 
-    models = [
+    models: list[dict[str, Any]] = [
         {"id": i.id, "bytes": i.size_bytes if i.present else 0, "managed": i.managed, "path": str(i.path)}
         for i in Store().list()
     ]

@@ -1,0 +1,57 @@
+"""``assistant config``: every setting with its current value and what it does; ``assistant paths``."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli
+from ._common import emit_json, stdout_console
+
+
+@cli.command("config")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_config(as_json: bool) -> None:
+    """List every setting in config.toml: current value, default and description."""
+    from .. import config, paths
+
+    settings = config.load().model_dump()
+    rows = []
+    for key, description, default in config.describe():
+        section, name = key.split(".", 1)
+        rows.append({"key": key, "value": settings[section][name], "default": default, "description": description})
+    if as_json:
+        emit_json({"file": str(paths.config_file()), "settings": rows})
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("KEY", "VALUE", "DESCRIPTION"):
+        table.add_column(column)
+    for row in rows:
+        value = repr(row["value"]) if row["value"] != row["default"] else f"[dim]{row['value']!r}[/]"
+        table.add_row(row["key"], value, row["description"])
+    console = stdout_console()
+    console.print(table)
+    console.print(f"[dim]edit {paths.config_file()} (TOML, [section] then key = value)[/]")
+
+
+@cli.command("paths")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_paths(as_json: bool) -> None:
+    """Where the app keeps config, models, chats and caches (ASSISTANT_HOME moves them all)."""
+    from .. import paths
+
+    data = {
+        "config": str(paths.config_file()),
+        "catalog": str(paths.user_catalog_file()),
+        "database": str(paths.database_file()),
+        "models": str(paths.models_dir()),
+        "downloads in progress": str(paths.partial_dir()),
+        "wheel cache": str(paths.wheel_cache_dir()),
+        "log": str(paths.log_file()),
+    }
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        click.echo(f"{key:>22}  {value}")
