@@ -1,10 +1,10 @@
 """Will this model fit in memory? An estimate from header fields, compared with what is free.
 
 total = weights (tensor bytes, mmapped and all touched) + KV cache (f16 K and V for every layer at the
-context size) + compute buffers (scale with the batch and the vocabulary: the logits of a full batch) + a
-fixed runtime overhead (Python, llama.cpp, libraries). It is a ceiling: the KV cache and compute buffers
-become resident as the context fills. Each part matches what llama.cpp reports allocating for the starter
-models within 6 %; ``benchmarks/fit_accuracy.py`` compares the total with measured RSS.
+context size) + the resident part of the compute buffer (attention scores and activations of a batch) +
+runtime overhead (Python, llama.cpp, the tokenizer's tables). It estimates the resident memory once the
+context is full: the figure that decides whether the machine starts swapping. The KV cache matches what
+llama.cpp allocates exactly; ``benchmarks/fit_accuracy.py`` compares the total with measured RSS.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ MiB = 1024 * 1024
 RUNTIME_OVERHEAD = 48 * MiB
 # faster-whisper/CTranslate2 runtime beyond the weights (measured on tiny.en int8).
 WHISPER_OVERHEAD = 160 * MiB
+# llama.cpp's tokenizer tables on the heap, per vocabulary entry (Gemma 3's 262k-token vocabulary: ~50 MiB).
+VOCAB_BYTES_PER_TOKEN = 200
 # Under this share of available memory a model "fits"; up to all of it is "tight".
 FIT_SHARE = 0.8
 
@@ -55,17 +57,30 @@ def kv_cache_bytes(info: GGUFInfo | Mapping[str, Any], n_ctx: int, bytes_per_ele
     return per_token_layer * layers * n_ctx
 
 
+def reserved_compute_bytes(info: GGUFInfo | Mapping[str, Any], n_ubatch: int) -> int:
+    """What llama.cpp reserves for its compute graph: a full batch of logits dominates (memory is reused)."""
+    s = _shape(info)
+    return n_ubatch * (int(s["vocab_size"]) + 8 * max(int(s["embedding_length"]), 1)) * 4
+
+
+def resident_compute_bytes(info: GGUFInfo | Mapping[str, Any], n_ctx: int, n_ubatch: int) -> int:
+    """The part of the compute buffer that becomes resident in a chat: attention scores for a batch against
+    the whole context, plus activations. Only the last token's logits are computed, so most of a large
+    vocabulary's logit buffer is never touched."""
+    s = _shape(info)
+    active = n_ubatch * (n_ctx * int(s["heads"]) + 32 * int(s["embedding_length"])) * 4
+    return min(active, reserved_compute_bytes(info, n_ubatch))
+
+
 def estimate_llm(info: GGUFInfo | Mapping[str, Any], n_ctx: int, n_batch: int = 512) -> Estimate:
     s = _shape(info)
     n_ctx = max(1, n_ctx)
     n_ubatch = min(n_batch, n_ctx)
-    # compute buffer: a batch of logits plus activations a few embedding-widths wide per token.
-    compute = n_ubatch * (int(s["vocab_size"]) + 8 * max(int(s["embedding_length"]), 1)) * 4
     return Estimate(
         weights=int(s.get("data_size") or s["file_size"]),
         kv_cache=kv_cache_bytes(info, n_ctx),
-        compute=compute,
-        overhead=RUNTIME_OVERHEAD,
+        compute=resident_compute_bytes(info, n_ctx, n_ubatch),
+        overhead=RUNTIME_OVERHEAD + VOCAB_BYTES_PER_TOKEN * int(s["vocab_size"]),
         context=n_ctx,
     )
 

@@ -20,10 +20,17 @@ def test_kv_cache_matches_llama_cpp(starter_files: dict[str, Path]) -> None:
 
 def test_compute_buffer_close_to_llama_cpp(starter_files: dict[str, Path]) -> None:
     # llama.cpp reserves 99.38 MiB (SmolLM2) and 514.50 MiB (Gemma 3) of compute buffer at n_ubatch 512.
-    smol = fit.estimate_llm(gguf.read(starter_files[SMOL]), 4096).compute / MiB
-    gemma = fit.estimate_llm(gguf.read(starter_files[GEMMA]), 4096).compute / MiB
+    smol = fit.reserved_compute_bytes(gguf.read(starter_files[SMOL]), 512) / MiB
+    gemma = fit.reserved_compute_bytes(gguf.read(starter_files[GEMMA]), 512) / MiB
     assert abs(smol - 99.38) / 99.38 < 0.07
     assert abs(gemma - 514.50) / 514.50 < 0.03
+
+
+def test_resident_compute_never_exceeds_reserved(starter_files: dict[str, Path]) -> None:
+    for model in (SMOL, GEMMA):
+        info = gguf.read(starter_files[model])
+        for n_ctx in (512, 2048, 8192, 32768):
+            assert 0 < fit.resident_compute_bytes(info, n_ctx, 512) <= fit.reserved_compute_bytes(info, 512)
 
 
 def test_estimate_grows_with_context(starter_files: dict[str, Path]) -> None:
