@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -82,5 +81,7 @@ def main(argv: list[str] | None = None) -> Any:
         if isinstance(exc, SystemExit):
             raise
         if debug_enabled():
+            import traceback
+
             traceback.print_exc()
         sys.exit(_report(exc))
