@@ -293,7 +293,8 @@ def reload() -> Catalog:
     return default()
 
 
-_QUANT_RE = re.compile(r"[._-]((?:i?q\d[a-z0-9_]*)|f16|bf16|f32)$", re.IGNORECASE)
+_QUANT_RE = re.compile(r"[-._]((?:i?q[0-9][a-z0-9_]*|f16|f32|bf16|fp16|mxfp4[a-z0-9_]*|tq[0-9]_[0-9]))$", re.IGNORECASE)
+UNKNOWN_TAG = "local"  # the tag of a file whose name and header name no quantization
 
 
 def derive_id(filename: str, quant: str | None = None) -> str:
@@ -308,8 +309,8 @@ def derive_id(filename: str, quant: str | None = None) -> str:
         tag = tag or match.group(1).lower()
         stem = stem[: match.start()]
     family = re.sub(r"[^a-z0-9._+-]+", "-", stem.lower())
-    family = re.sub(r"([._+-])[._+-]+", r"\1", family).strip("._+-") or "model"
-    tag = re.sub(r"[^a-z0-9._+-]+", "_", tag).strip("._+-") or "local"
+    family = re.sub(r"[._+-]{2,}", "-", family).strip("._+-") or "model"
+    tag = re.sub(r"[^a-z0-9._+-]+", "_", tag).strip("._+-") or UNKNOWN_TAG
     model_id = f"{family}:{tag}"
     validate_id(model_id)
     return model_id

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 from . import catalog, config, paths
 from .catalog import HubSource, Variant, WheelSource
 from .errors import AssistantError, Cancelled
-from .store import Installed, Store, variant_dir
+from .store import Installed, Store, manifest_sha256, variant_dir
 
 if TYPE_CHECKING:
     import tomlkit.items
@@ -170,33 +170,15 @@ def add_hub_file(url: str, model_id: str | None = None, endpoint: str | None = N
 
 # -- helpers the fronts use ------------------------------------------------------------------------
 
-_QUANT_RE = re.compile(
-    r"[-._](?P<quant>(?:i?q[0-9][a-z0-9_]*|f16|f32|bf16|fp16|mxfp4[a-z0-9_]*|tq[0-9]_[0-9]))$", re.IGNORECASE
-)
-
 
 def derive_id(filename: str) -> str:
-    """``Qwen2.5-0.5B-Instruct-Q4_K_M.gguf`` -> ``qwen2.5-0.5b-instruct:q4_k_m``."""
-    stem = filename.rsplit("/", 1)[-1]
-    if stem.lower().endswith(".gguf"):
-        stem = stem[: -len(".gguf")]
-    match = _QUANT_RE.search(stem)
-    if not match:
+    """``Qwen2.5-0.5B-Instruct-Q4_K_M.gguf`` -> ``qwen2.5-0.5b-instruct:q4_k_m``; the quant must be in the name."""
+    model_id = catalog.derive_id(filename)
+    if model_id.endswith(":" + catalog.UNKNOWN_TAG):
         raise AssistantError(
             f"cannot tell the quantization from the file name {filename!r}", "give an id with --id family:tag"
         )
-    family = _id_part(stem[: match.start()])
-    tag = _id_part(match.group("quant"))
-    model_id = f"{family}:{tag}"
-    catalog.validate_id(model_id)
     return model_id
-
-
-def _id_part(text: str) -> str:
-    """Lower-case, and anything outside [a-z0-9._+-] (or a run of separators) becomes one '-'."""
-    text = re.sub(r"[^a-z0-9._+-]+", "-", text.lower())
-    text = re.sub(r"[._+-]{2,}", "-", text)
-    return text.strip("._+-")
 
 
 def parse_hub_url(url: str) -> tuple[str, str, str, str | None]:
@@ -752,13 +734,6 @@ def _check(
         f"{variant.id}: {bad}; the download was deleted, nothing installed",
         "run the pull again; if it repeats, the catalog entry or the source is wrong",
     )
-
-
-def manifest_sha256(digests: dict[str, str]) -> str:
-    """One checksum for a folder, in ``store.hash_path``'s format: sorted ``<name> <sha256>`` lines."""
-    names = sorted(digests, key=lambda name: name.split("/"))  # the order of sorted(Path.rglob())
-    text = "\n".join(f"{name} {digests[name]}" for name in names)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sidecar(part: Path) -> Path:

@@ -199,14 +199,19 @@ def sha256_file(path: Path, on_progress: Any = None) -> str:
     return digest.hexdigest()
 
 
-def hash_path(path: Path) -> str:
-    """sha256 of a file, or of a folder's manifest (``name sha256`` lines, sorted) for CTranslate2 folders."""
-    if path.is_file():
-        return sha256_file(path)
-    lines = [f"{p.relative_to(path).as_posix()} {sha256_file(p)}" for p in sorted(path.rglob("*")) if p.is_file()]
+def manifest_sha256(digests: dict[str, str]) -> str:
+    """One checksum for a folder: sha256 of its sorted ``<relative name> <sha256>`` lines."""
     import hashlib
 
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    names = sorted(digests, key=lambda name: name.split("/"))
+    return hashlib.sha256("\n".join(f"{name} {digests[name]}" for name in names).encode()).hexdigest()
+
+
+def hash_path(path: Path) -> str:
+    """sha256 of a file, or ``manifest_sha256`` of a folder (CTranslate2 whisper models)."""
+    if path.is_file():
+        return sha256_file(path)
+    return manifest_sha256({p.relative_to(path).as_posix(): sha256_file(p) for p in path.rglob("*") if p.is_file()})
 
 
 def is_whisper_dir(path: Path) -> bool:

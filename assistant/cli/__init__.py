@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> Any:
     from . import speech as _speech  # noqa: F401
 
     try:
-        return cli.main(args=argv, prog_name="assistant", standalone_mode=False)
+        # standalone_mode=False returns a command's exit code instead of raising SystemExit
+        code = cli.main(args=argv, prog_name="assistant", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+        return None
     except click.exceptions.Abort:
         click.echo("cancelled", err=True)
         sys.exit(EXIT_INTERRUPTED)

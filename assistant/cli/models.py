@@ -47,7 +47,7 @@ def _fit_for_variant(variant: Variant) -> tuple[Any, str]:
     from .. import fit
 
     estimate = fit.estimate_from_size(variant.size or 0, variant.kind)
-    return estimate, (fit.verdict(estimate.total) if variant.size else "?")
+    return estimate, (fit.verdict(estimate.total) if variant.size else "unknown")
 
 
 @models_group.command("list")
