@@ -1,0 +1,395 @@
+"""``assistant chat`` (one reply, or a line-by-line conversation) and ``assistant chats ...`` (saved chats).
+
+Both go through ``assistant.session.ChatSession``, the same path the TUI uses, so every exchange is saved
+as it streams. Ctrl+C during a reply stops it after the current token and keeps it (marked partial).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import cli
+from ._common import emit_json
+
+if TYPE_CHECKING:
+    from ..history import Chat
+    from ..session import ChatSession, Turn
+
+REPL_HELP = "/new starts a new chat, /exit or Ctrl+D quits, Ctrl+C stops a reply"
+
+
+@cli.command()
+@click.option("--model", "-m", "model_id", metavar="ID", help="Chat model (default: config models.chat).")
+@click.option(
+    "--prompt", "-p", metavar="TEXT", help="Message to send. Default: read stdin; a conversation if it is a terminal."
+)
+@click.option(
+    "--system", "-s", "system_prompt", metavar="TEXT", help="System prompt (default: config chat.system_prompt)."
+)
+@click.option("--temperature", type=click.FloatRange(0.0, 5.0), help="Sampling temperature (0 = greedy).")
+@click.option("--top-p", type=click.FloatRange(0.0, 1.0, min_open=True), help="Nucleus sampling cut-off.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Longest reply, in tokens.")
+@click.option("--seed", type=int, help="Sampling seed, for repeatable replies.")
+@click.option("--ctx", "n_ctx", type=click.IntRange(min=256), help="Context window in tokens (default: config).")
+@click.option("--chat", "chat_id", type=int, metavar="ID", help="Continue a saved chat (see 'assistant chats list').")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the reply and its stats.")
+def chat(
+    model_id: str | None,
+    prompt: str | None,
+    system_prompt: str | None,
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    n_ctx: int | None,
+    chat_id: int | None,
+    as_json: bool,
+) -> None:
+    """Chat with a local model; the conversation is saved (see 'assistant chats').
+
+    \b
+    assistant chat -p "Name three rivers"      one reply, streamed
+    echo "Summarise: ..." | assistant chat     the prompt from stdin
+    assistant chat                             a conversation (/new, /exit)
+    assistant chat --chat 3 -p "And then?"     continue chat 3
+    """
+    from ..errors import AssistantError
+
+    if prompt is None and not sys.stdin.isatty():
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            raise AssistantError("no prompt: stdin was empty", "pass --prompt TEXT or pipe some text in")
+    if prompt is not None and not prompt.strip():
+        raise AssistantError("empty prompt", "pass some text with --prompt")
+    if prompt is None and as_json:
+        raise AssistantError("--json needs a prompt", "pass --prompt TEXT or pipe the prompt on stdin")
+
+    overrides = {
+        k: v
+        for k, v in {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}.items()
+        if v is not None
+    }
+    session = _session(n_ctx)
+    try:
+        current = _open_chat(session, chat_id, model_id, system_prompt, overrides)
+        if prompt is None:
+            _repl(session, current)
+        else:
+            _one_shot(session, current, prompt, as_json)
+    finally:
+        session.close()
+
+
+def _session(n_ctx: int | None) -> ChatSession:
+    from .. import config
+    from ..engine import load_engine
+    from ..session import ChatSession
+
+    settings = config.load()
+    return ChatSession(settings=settings, engine_factory=lambda mid: load_engine(mid, settings, n_ctx=n_ctx))
+
+
+def _open_chat(
+    session: ChatSession,
+    chat_id: int | None,
+    model_id: str | None,
+    system_prompt: str | None,
+    overrides: dict[str, Any],
+) -> Chat:
+    """The chat to talk in, with the model loaded first: a bad --model must not leave an empty chat."""
+    history = session.history
+    if chat_id is not None:
+        existing = history.get_chat(chat_id)
+        engine = session.engine(model_id or existing.model_id)
+        if model_id or system_prompt is not None or overrides:
+            # flags given with --chat become the chat's settings from now on
+            return history.update_chat(
+                chat_id,
+                model_id=engine.model_id if model_id else None,
+                system_prompt=system_prompt,
+                options={**existing.options, **overrides} if overrides else None,
+            )
+        return existing
+    engine = session.engine(model_id)
+    return session.new_chat(model_id=engine.model_id, system_prompt=system_prompt, options=overrides)
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(turn: Turn) -> Iterator[None]:
+    """While a reply streams, Ctrl+C stops it cleanly after the current token; a second Ctrl+C aborts."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if turn.cancel_token.cancelled:
+            raise KeyboardInterrupt
+        turn.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stream(turn: Turn, *, echo: bool) -> None:
+    """Run the turn, printing text to stdout and notices to stderr as they come."""
+    wrote = False
+    with _ctrl_c_cancels(turn):
+        for chunk in turn:
+            if chunk.notice:
+                click.secho(f"[{chunk.notice}]", err=True, dim=True)
+            if echo and chunk.text:
+                click.echo(chunk.text, nl=False)
+                wrote = True
+    if echo and wrote:
+        click.echo()
+
+
+def _stats_line(turn: Turn) -> str:
+    s = turn.stats
+    if s is None:
+        return ""
+    parts = [
+        f"{s.completion_tokens} tokens",
+        f"{s.tokens_per_second:.1f} tok/s",
+        f"first token {s.ttft_ms:.0f} ms",
+    ]
+    if s.cached_tokens:
+        parts.append(f"{s.cached_tokens}/{s.prompt_tokens} prompt tokens cached")
+    return " · ".join(parts)
+
+
+def _one_shot(session: ChatSession, current: Chat, prompt: str, as_json: bool) -> None:
+    from ..errors import Cancelled
+
+    turn = session.send(current.id, prompt)
+    _stream(turn, echo=not as_json)
+    s = turn.stats
+    if as_json:
+        emit_json(
+            {
+                "chat_id": turn.chat_id,
+                "model": turn.model_id,
+                "text": turn.text,
+                "finish_reason": turn.finish_reason,
+                "prompt_tokens": s.prompt_tokens if s else 0,
+                "completion_tokens": s.completion_tokens if s else 0,
+                "cached_tokens": s.cached_tokens if s else 0,
+                "ttft_ms": round(s.ttft_ms, 1) if s else None,
+                "tokens_per_second": round(s.tokens_per_second, 2) if s else None,
+                "total_ms": round(s.total_ms, 1) if s else None,
+                "dropped_messages": s.dropped_messages if s else 0,
+                "completion_mode": s.completion_mode if s else False,
+                "notices": turn.notices,
+                "partial": turn.reply.partial if turn.reply else True,
+            }
+        )
+    elif sys.stderr.isatty():
+        click.secho(f"chat {turn.chat_id} · {_stats_line(turn)}", err=True, dim=True)
+    if turn.finish_reason == "cancelled":
+        raise Cancelled(f"reply stopped; what was written is kept in chat {turn.chat_id}")
+
+
+def _repl(session: ChatSession, current: Chat) -> None:
+    from ..errors import AssistantError
+
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+
+    click.secho(f"chat {current.id} with {current.model_id}: {REPL_HELP}", err=True, dim=True)
+    while True:
+        try:
+            line = input(">>> ")
+        except EOFError:
+            click.echo(err=True)
+            return
+        except KeyboardInterrupt:
+            click.echo(err=True)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit", "/bye"):
+            return
+        if text in ("/help", "/?"):
+            click.echo(REPL_HELP, err=True)
+            continue
+        if text == "/new":
+            current = session.new_chat(
+                model_id=current.model_id, system_prompt=current.system_prompt, options=current.options
+            )
+            click.secho(f"new chat {current.id}", err=True, dim=True)
+            continue
+        try:
+            turn = session.send(current.id, line)
+            _stream(turn, echo=True)
+        except AssistantError as exc:
+            click.echo(f"error: {exc}", err=True)
+            continue
+        except KeyboardInterrupt:
+            click.echo("\n[stopped]", err=True)
+            continue
+        if turn.finish_reason == "cancelled":
+            click.secho("[stopped: kept as a partial reply]", err=True, dim=True)
+        elif sys.stderr.isatty():
+            click.secho(_stats_line(turn), err=True, dim=True)
+
+
+# -- assistant chats ------------------------------------------------------------------------------
+@cli.group("chats")
+def chats_group() -> None:
+    """Saved chats: list, show, search, rename, export, remove."""
+
+
+def _history() -> Any:
+    from ..history import History
+
+    return History()
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+@chats_group.command("list")
+@click.option("--limit", "-n", type=click.IntRange(min=1), help="Show only the newest N chats.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def chats_list(limit: int | None, as_json: bool) -> None:
+    """Chats, most recently active first."""
+    chats = _history().list_chats(limit)
+    if as_json:
+        emit_json([c.to_json() for c in chats])
+        return
+    if not chats:
+        click.echo("no chats yet: start one with 'assistant chat'", err=True)
+        return
+    _chat_table([(c, c.title) for c in chats])
+
+
+def _chat_table(rows: list[tuple[Chat, str]], last: str = "title") -> None:
+    from rich.table import Table
+
+    from ._common import stdout_console
+
+    table = Table(box=None, pad_edge=False)
+    table.add_column("id", justify="right")
+    table.add_column("updated", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("msgs", justify="right")
+    table.add_column(last, overflow="fold", ratio=1)
+    for c, text in rows:
+        table.add_row(str(c.id), _when(c.updated_at), c.model_id or "", str(c.message_count), text or "(untitled)")
+    stdout_console().print(table)
+
+
+@chats_group.command("show")
+@click.argument("chat_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def chats_show(chat_id: int, as_json: bool) -> None:
+    """Print a chat's messages."""
+    history = _history()
+    current = history.get_chat(chat_id)
+    messages = history.messages(chat_id)
+    if as_json:
+        emit_json({**current.to_json(), "messages": [m.to_json() for m in messages]})
+        return
+    click.secho(f"chat {current.id}: {current.title or '(untitled)'}", bold=True)
+    click.secho(f"{current.model_id or ''} · created {_when(current.created_at)}", dim=True)
+    if current.system_prompt:
+        click.secho(f"\nsystem: {current.system_prompt}", dim=True)
+    for m in messages:
+        label = m.role
+        if m.partial:
+            label += " (interrupted)" if m.interrupted else " (partial)"
+        click.secho(f"\n{label}:", bold=True, fg="cyan" if m.role == "user" else "green")
+        click.echo(m.content)
+
+
+@chats_group.command("rename")
+@click.argument("chat_id", type=int)
+@click.argument("title")
+def chats_rename(chat_id: int, title: str) -> None:
+    """Give a chat a new title."""
+    from ..errors import AssistantError
+
+    if not title.strip():
+        raise AssistantError("empty title", "give the chat a title")
+    renamed = _history().rename(chat_id, title)
+    click.echo(f"chat {renamed.id}: {renamed.title}")
+
+
+@chats_group.command("rm")
+@click.argument("chat_ids", type=int, nargs=-1, required=True)
+def chats_rm(chat_ids: tuple[int, ...]) -> None:
+    """Delete chats and their messages."""
+    history = _history()
+    for chat_id in chat_ids:
+        history.get_chat(chat_id)  # all must exist before any is deleted
+    for chat_id in chat_ids:
+        gone = history.delete(chat_id)
+        click.echo(f"deleted chat {gone.id}: {gone.title or '(untitled)'}")
+
+
+@chats_group.command("search")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def chats_search(text: str, as_json: bool) -> None:
+    """Find chats whose title or messages contain TEXT."""
+    hits = _history().search(text)
+    if as_json:
+        emit_json([h.to_json() for h in hits])
+        return
+    if not hits:
+        click.echo(f"no chat mentions {text!r}", err=True)
+        return
+    _chat_table([(h.chat, h.snippet if h.message_id else h.chat.title) for h in hits], last="match")
+
+
+@chats_group.command("export")
+@click.argument("chat_id", type=int)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout)."
+)
+def chats_export(chat_id: int, output: Path | None) -> None:
+    """Export a chat as Markdown."""
+    text = _history().export_markdown(chat_id)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    _write_atomic(output, text)
+    click.echo(f"wrote {output}", err=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, then rename: never a half-written export."""
+    import tempfile
+
+    from ..errors import AssistantError
+
+    target = path.expanduser()
+    folder = target.parent
+    if not folder.is_dir():
+        raise AssistantError(f"{folder}: no such folder", "create it first or pick another path")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except PermissionError:
+        raise AssistantError(f"{target}: permission denied", "pick another path") from None

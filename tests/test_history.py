@@ -1,0 +1,177 @@
+"""Chat history: CRUD, search, export, the partial-reply lifecycle, and use from several threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from assistant import db
+from assistant.chat import Stats
+from assistant.errors import AssistantError
+from assistant.history import History, title_from
+
+
+@pytest.fixture
+def history() -> Iterator[History]:
+    h = History()
+    yield h
+    h.close()
+
+
+def test_migrations_recorded(history: History) -> None:
+    names = {r[0] for r in history.conn.execute("SELECT name FROM _migrations")}
+    assert "history_001_chats" in names
+    assert db.migrate(history.conn) == []  # a second open applies nothing
+
+
+def test_create_get_list_rename_delete(history: History) -> None:
+    a = history.create_chat(model_id="m:a", system_prompt="be brief", options={"temperature": 0.2})
+    b = history.create_chat(title="Second")
+    assert a.id != b.id
+    got = history.get_chat(a.id)
+    assert (got.model_id, got.system_prompt, got.options) == ("m:a", "be brief", {"temperature": 0.2})
+
+    history.add_message(a.id, "user", "first question\nwith a second line")
+    assert history.get_chat(a.id).title == "first question"  # titled from the first user message
+    assert [c.id for c in history.list_chats()] == [a.id, b.id]  # most recent activity first
+    assert history.list_chats()[0].message_count == 1
+    assert [c.id for c in history.list_chats(limit=1)] == [a.id]
+
+    assert history.rename(b.id, "  Renamed  ").title == "Renamed"
+    history.add_message(b.id, "user", "does not retitle a titled chat")
+    assert history.get_chat(b.id).title == "Renamed"
+
+    history.delete(a.id)
+    assert history.find_chat(a.id) is None
+    assert history.messages(a.id) == []  # cascaded
+    with pytest.raises(AssistantError, match="no chat"):
+        history.get_chat(a.id)
+    with pytest.raises(AssistantError, match="no chat"):
+        history.rename(9999, "x")
+
+
+def test_ids_not_reused_after_delete(history: History) -> None:
+    first = history.create_chat()
+    history.delete(first.id)
+    assert history.create_chat().id > first.id
+
+
+def test_update_chat_only_given_fields(history: History) -> None:
+    chat = history.create_chat(model_id="m:a", system_prompt="s", options={"seed": 1})
+    updated = history.update_chat(chat.id, options={"seed": 2, "top_p": 0.5})
+    assert (updated.model_id, updated.system_prompt, updated.options) == ("m:a", "s", {"seed": 2, "top_p": 0.5})
+
+
+def test_reply_lifecycle(history: History) -> None:
+    chat = history.create_chat()
+    user = history.add_message(chat.id, "user", "hi")
+    assert not user.partial and user.finished_at is not None
+
+    reply_id = history.start_reply(chat.id, "m:a")
+    row = history.get_message(reply_id)
+    assert row.partial and row.interrupted and row.content == "" and row.model_id == "m:a"
+
+    history.update_reply(reply_id, "Hel")
+    assert history.get_message(reply_id).content == "Hel"
+
+    stats = Stats(prompt_tokens=10, completion_tokens=3, ttft_ms=12.5, tokens_per_second=40.0)
+    done = history.finish_reply(reply_id, "Hello", stats)
+    assert (done.content, done.partial, done.interrupted) == ("Hello", False, False)
+    assert (done.prompt_tokens, done.completion_tokens, done.ttft_ms, done.tokens_per_second) == (10, 3, 12.5, 40.0)
+    assert done.finish_reason == "stop"
+
+    cancelled_id = history.start_reply(chat.id, "m:a")
+    cancelled = history.finish_reply(cancelled_id, "Partly", Stats(finish_reason="cancelled"), partial=True)
+    assert cancelled.partial and not cancelled.interrupted and cancelled.finish_reason == "cancelled"
+    assert [m.role for m in history.messages(chat.id)] == ["user", "assistant", "assistant"]
+
+
+def test_interrupted_reply_survives_reopen(history: History) -> None:
+    """A reply whose writer vanished (kill -9) stays, with its text, marked partial and interrupted."""
+    chat = history.create_chat()
+    history.add_message(chat.id, "user", "tell me a story")
+    reply_id = history.start_reply(chat.id, "m:a")
+    history.update_reply(reply_id, "Once upon a time")
+    history.conn.close()  # the "process" is gone without finish_reply
+
+    reopened = History()
+    try:
+        reply = reopened.get_message(reply_id)
+        assert (reply.content, reply.partial, reply.interrupted) == ("Once upon a time", True, True)
+        assert [m.role for m in reopened.messages(chat.id)] == ["user", "assistant"]
+    finally:
+        reopened.close()
+
+
+def test_search_titles_and_contents(history: History) -> None:
+    rivers = history.create_chat(title="Rivers of Europe")
+    cooking = history.create_chat()
+    history.add_message(cooking.id, "user", "How long do I boil an egg?")
+    history.add_message(cooking.id, "assistant", "About 7 minutes for a 100% jammy yolk.")
+    other = history.create_chat(title="xyz")
+
+    assert [h.chat.id for h in history.search("rivers")] == [rivers.id]  # case-insensitive, title match
+    assert history.search("rivers")[0].message_id is None
+    hits = history.search("JAMMY")
+    assert [h.chat.id for h in hits] == [cooking.id]
+    assert hits[0].message_id is not None and "jammy" in hits[0].snippet
+    assert [h.chat.id for h in history.search("100%")] == [cooking.id]  # % is literal, not a wildcard
+    assert history.search("1_0") == []  # so is _
+    assert history.search("   ") == []
+    assert other.id not in {h.chat.id for h in history.search("e")}
+
+
+def test_export_markdown(history: History) -> None:
+    chat = history.create_chat(model_id="m:a", system_prompt="Be brief.", options={"temperature": 0})
+    history.add_message(chat.id, "user", "Name a river.")
+    reply_id = history.start_reply(chat.id, "m:a")
+    history.finish_reply(reply_id, "The Danube.", Stats(finish_reason="cancelled"), partial=True)
+    text = history.export_markdown(chat.id)
+    assert text.startswith("# Name a river.\n")
+    assert "- model: m:a" in text and "temperature=0" in text
+    assert "## System\n\nBe brief." in text
+    assert "## User\n\nName a river." in text
+    assert "## Assistant (partial)\n\nThe Danube." in text
+    assert text.endswith("\n")
+
+
+def test_title_from() -> None:
+    assert title_from("  \n  hello there \n more") == "hello there"
+    long = "word " * 40
+    title = title_from(long)
+    assert len(title) <= 61 and title.endswith("…") and not title.startswith(" ")
+
+
+def test_threads_get_their_own_connection(history: History) -> None:
+    """A TUI streams in a worker thread while the UI thread reads: both through one History."""
+    chat = history.create_chat()
+    reply_id = history.start_reply(chat.id, "m:a")
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(20):
+                history.update_reply(reply_id, "x" * (i + 1))
+            history.finish_reply(reply_id, "done", None)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert history.get_message(reply_id).content == "done"
+
+
+def test_passed_connection_is_not_closed(history: History) -> None:
+    conn = db.connect()
+    h = History(conn)
+    h.create_chat()
+    h.close()
+    assert conn.execute("SELECT COUNT(*) FROM chats").fetchone()[0] == 1
+    conn.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        conn.execute("SELECT 1")
