@@ -1,0 +1,1 @@
+"""The Textual terminal app: the only package that imports textual (the domain stays headless)."""

@@ -1,0 +1,716 @@
+"""The terminal app: chats in a sidebar, a streaming chat view, a prompt, a status line, a footer.
+
+Every blocking call (model load, generation, downloads, database reads and writes) runs in a thread
+worker; workers post past-tense messages (``ReplyStreamed``, ``ModelLoaded``...) and never touch widgets.
+Worker failures all go through ``handle_worker_state``: one notification line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events, on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
+
+from ..chat import CancelToken
+from .backend import Backend, EngineFactory
+from .chat_log import ChatLog, NoticeView, ReplyTurn, code_blocks
+from .messages import (
+    ChatCreated,
+    ChatOpened,
+    ChatsListed,
+    ChatSummary,
+    ModelLoaded,
+    ReplyFinished,
+    ReplyStreamed,
+)
+from .prompt_bar import PromptBar
+from .sidebar import ChatList, Sidebar
+from .status_bar import StatusBar
+from .voice import VoicePanel
+
+if TYPE_CHECKING:
+    from ..chat import ChatEngine
+    from ..config import Settings
+    from ..tts import Speaker
+    from .first_run import StarterPuller
+
+# Screens and dialogs not needed for the first frame are imported when first shown: a shorter first paint.
+
+# Below this many columns the sidebar is hidden unless toggled on (it then covers the chat).
+SIDEBAR_BREAKPOINT = 80
+# The generation worker posts text at most this often: 10 UI updates a second however fast the model is.
+# Each update costs the UI thread a few ms (Markdown append, layout, render), CPU that llama.cpp's threads
+# would otherwise use; 10 Hz still reads as smooth streaming.
+STREAM_INTERVAL = 0.1
+# Each update re-lays out the growing Markdown (one widget per block), so a long reply costs more per
+# update: add STREAM_INTERVAL per this many characters, up to STREAM_INTERVAL_MAX. This keeps the UI
+# thread's share of the GIL small, so neither keys nor generation wait on it.
+STREAM_SLOWDOWN_CHARS = 1500
+STREAM_INTERVAL_MAX = 0.3
+# While a reply streams, the generation thread re-takes the GIL after every llama.cpp call; with
+# CPython's default 5 ms switch interval a busy UI thread can hold it that long each time. 1 ms bounds it.
+GIL_SWITCH_INTERVAL = 0.001
+# The live tok/s figure changes at most this often (each change re-lays out the status line).
+SPEED_INTERVAL = 0.5
+# On quit, how long to let a cancelled reply store itself (it stops after the current token).
+QUIT_WAIT = 5.0
+
+WORKER_LABELS = {
+    "generate": "reply failed",
+    "model": "model load failed",
+    "download": "download failed",
+    "chats": "chat history",
+    "db": "saving failed",
+    "startup": "startup",
+    "model-list": "model list",
+    "dictation": "dictation",
+}
+
+
+class DictationPanel(VoicePanel):
+    """The speech helper's ``VoicePanel``, with its worker failures sent to the app's one handler."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Textual also runs VoicePanel's own handler (it hides the panel): handlers run along the MRO.
+        self.app.handle_worker_state(event.worker, event.state)  # type: ignore[attr-defined]
+
+
+def one_line(error: BaseException | None) -> str:
+    """What the user sees for a failure: the message itself, one line, no traceback."""
+    from ..errors import AssistantError
+
+    if error is None:
+        return "unknown error"
+    if isinstance(error, AssistantError):
+        return str(error)
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+class AssistantApp(App[None]):
+    """Chat with local models. ``engine_factory`` and ``puller`` exist so tests can script them."""
+
+    # Anchored to this file, not to the class: Textual resolves a relative CSS_PATH next to the module of
+    # the class being run, which breaks subclasses defined elsewhere (tests, benchmarks).
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    TITLE = "assistant"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (SIDEBAR_BREAKPOINT, "-wide")]  # noqa: RUF012
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+n", "new_chat", "New chat", id="new_chat", tooltip="Start a new chat"),
+        Binding("escape", "stop", "Stop", id="stop", tooltip="Stop the reply (what was written is kept)"),
+        Binding("ctrl+b", "toggle_sidebar", "Chats", id="toggle_sidebar", tooltip="Show or hide the chat list"),
+        Binding("ctrl+o", "pick_model", "Model", id="pick_model", tooltip="Choose the chat model"),
+        Binding("ctrl+t", "dictate", "Dictate", id="dictate", tooltip="Start or stop dictation (speech to text)"),
+        Binding("f2", "copy_reply", "Copy reply", id="copy_reply", tooltip="Copy the last reply"),
+        Binding("f3", "copy_code", "Copy code", id="copy_code", tooltip="Copy the last code block"),
+        Binding("f9", "open_bench", "Benchmarks", id="open_bench", tooltip="Stored benchmark runs and plots"),
+        Binding("ctrl+r", "rename_chat", "Rename", id="rename_chat", show=False, tooltip="Rename this chat"),
+        Binding("f8", "delete_chat", "Delete chat", id="delete_chat", show=False, tooltip="Delete this chat"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Quit (a reply in progress is stopped and kept)"),
+    ]
+
+    # action -> (palette title, palette help); every binding is also a palette command.
+    PALETTE: ClassVar[dict[str, tuple[str, str]]] = {
+        "new_chat": ("New chat", "Start a new, empty chat"),
+        "stop": ("Stop reply", "Stop generating; the partial reply is kept and marked"),
+        "toggle_sidebar": ("Toggle chat list", "Show or hide the sidebar of chats"),
+        "pick_model": ("Choose model", "Installed models with size, quantization and memory fit"),
+        "dictate": ("Dictate", "Speak instead of typing: start, or stop and put the text in the prompt"),
+        "copy_reply": ("Copy last reply", "Copy the last assistant reply to the clipboard"),
+        "copy_code": ("Copy last code block", "Copy the last fenced code block to the clipboard"),
+        "rename_chat": ("Rename chat", "Give this chat a new title"),
+        "delete_chat": ("Delete chat", "Delete this chat and its messages"),
+        "open_bench": ("Benchmarks", "Stored benchmark runs: speed and quality of each model variant"),
+        "focus_prompt": ("Focus prompt", "Move the cursor to the message box"),
+    }
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        engine_factory: EngineFactory | None = None,
+        puller: StarterPuller | None = None,
+        backend: Backend | None = None,
+        voice_options: dict[str, Any] | None = None,
+    ) -> None:
+        from .. import config
+
+        self.settings = settings or config.load()
+        super().__init__()
+        self.backend = backend or Backend(self.settings, engine_factory)
+        self.puller = puller
+        self.voice_options = voice_options or {}  # VoicePanel factories (tests script the audio)
+        self.engine: ChatEngine | None = None
+        self.model_id: str | None = None
+        self.chat: ChatSummary | None = None
+        self.chats: list[ChatSummary] = []
+        self.generating = False
+        self._cancel: CancelToken | None = None
+        self._reply: ReplyTurn | None = None
+        self._reply_chat: ChatSummary | None = None
+        self._notices_shown: set[str] = set()
+        self._speaker: Speaker | None = None
+        self._said_no_tts = False
+        self._switch_interval = sys.getswitchinterval()
+        self._speed_shown = 0.0
+        self.theme = self.settings.ui.theme if self.settings.ui.theme in self.available_themes else "textual-dark"
+
+    # ---------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield Sidebar(id="sidebar")
+            with Vertical(id="main"):
+                yield ChatLog(id="chat-log")
+                yield DictationPanel(id="voice", **self.voice_options)
+                yield PromptBar(id="prompt")
+        yield StatusBar(id="status")
+        yield Footer(id="footer")
+
+    def on_mount(self) -> None:
+        self._apply_keymap()
+        self.query_one(PromptBar).focus()
+        self._refresh_title()
+        self._startup()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # A phone-sized terminal fits more keys in the footer without the padding.
+        self.query_one(Footer).compact = event.size.width < SIDEBAR_BREAKPOINT
+
+    def _apply_keymap(self) -> None:
+        keymap = dict(self.settings.ui.keymap)
+        known = {b.id for b in self._bindings_with_ids() if b.id}
+        unknown = sorted(set(keymap) - known)
+        if unknown:
+            self.notify(
+                f"ui.keymap: unknown binding id {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+                severity="warning",
+            )
+        self.set_keymap({k: v for k, v in keymap.items() if k in known})
+
+    def _bindings_with_ids(self) -> list[Binding]:
+        found = [b for b in self.BINDINGS if isinstance(b, Binding) and b.id]
+        found += [b for b in PromptBar.BINDINGS if isinstance(b, Binding) and b.id]
+        return found
+
+    @property
+    def on_main_screen(self) -> bool:
+        return len(self.screen_stack) == 1
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("quit", "command_palette"):
+            return True
+        if action in self.PALETTE and not self.on_main_screen:
+            return False
+        if action == "stop":
+            return self.generating or self.query_one(DictationPanel).busy
+        if action in ("rename_chat", "delete_chat") and self.chat is None:
+            return False
+        if action in ("pick_model", "delete_chat", "new_chat"):
+            return None if self.generating else True
+        return True
+
+    # ---------------------------------------------------------------- command palette
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if not self.on_main_screen:
+            return
+        keys = {b.action: self._keymap.get(b.id or "", b.key) for b in self._bindings_with_ids()}
+        for action, (title, help_text) in self.PALETTE.items():
+            if self.check_action(action, ()) is not True:
+                continue
+            shown = keys.get(action)
+            yield SystemCommand(title, f"{help_text} ({shown})" if shown else help_text, self._palette_action(action))
+        for n, block in enumerate(self.query_one(ChatLog).all_code_blocks(), start=1):
+            first = block.strip().splitlines()[0] if block.strip() else ""
+            yield SystemCommand(f"Copy code block {n}", first[:60], self._copy_callback(block, f"code block {n}"))
+        for chat in self.chats:
+            if self.chat is None or chat.id != self.chat.id:
+                yield SystemCommand(f"Open chat: {chat.title}", "Switch to this chat", self._open_callback(chat), False)
+
+    def _palette_action(self, action: str) -> Callable[[], Any]:
+        return lambda: self.run_action(action)
+
+    def _copy_callback(self, text: str, what: str) -> Callable[[], None]:
+        return lambda: self._copy(text, what)
+
+    def _open_callback(self, chat: ChatSummary) -> Callable[[], None]:
+        return lambda: self.open_chat(chat)
+
+    # ---------------------------------------------------------------- startup, models
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="startup")
+    def _startup(self) -> None:
+        models = self.backend.installed_llms()
+        self.post_message(ChatsListed(self.backend.list_chats()))
+        if not models:
+            starters = self.backend.starters()
+            self.call_from_thread(self._show_first_run, starters)
+            return
+        wanted = self.settings.models.chat
+        model_id = wanted if wanted in models else models[0]
+        self.call_from_thread(self.load_model, model_id)
+
+    def _show_first_run(self, starters: list[tuple[str, int | None]]) -> None:
+        from .first_run import FirstRunScreen
+
+        self.push_screen(FirstRunScreen(starters, self.puller), self._first_run_done)
+
+    def _first_run_done(self, installed: bool | None) -> None:
+        if installed:
+            self._startup()
+
+    def load_model(self, model_id: str) -> None:
+        self.engine = None
+        self.model_id = model_id
+        status = self.query_one(StatusBar)
+        status.model_id = model_id
+        status.state = "loading"
+        status.tokens_per_second = None
+        prompt = self.query_one(PromptBar)
+        prompt.placeholder = f"Loading {model_id}…"
+        self._load_model(model_id)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model")
+    def _load_model(self, model_id: str) -> None:
+        engine = self.backend.load_engine(model_id)
+        if not get_current_worker().is_cancelled:  # else another model was chosen meanwhile
+            self.post_message(ModelLoaded(model_id, engine, engine.context_size))
+
+    def on_model_loaded(self, message: ModelLoaded) -> None:
+        if message.model_id != self.model_id:
+            return  # a later choice is loading; the backend unloads this one then
+        self.engine = message.engine
+        status = self.query_one(StatusBar)
+        status.state = "ready"
+        status.context_total = message.context_size
+        self.query_one(PromptBar).placeholder = PromptBar.DEFAULT_PLACEHOLDER
+        self.refresh_bindings()
+        if self.chat is not None:
+            self._count_context(self.chat.id)
+
+    def action_pick_model(self) -> None:
+        runtime = self.settings.runtime
+        from .model_picker import ModelPicker
+
+        self.push_screen(ModelPicker(self.model_id, runtime.context_size, runtime.batch_size), self._model_picked)
+
+    def _model_picked(self, model_id: str | None) -> None:
+        if model_id and model_id != self.model_id and not self.generating:
+            self.load_model(model_id)
+
+    # ---------------------------------------------------------------- chats
+
+    def on_chats_listed(self, message: ChatsListed) -> None:
+        self.chats = message.chats
+        current = message.select if message.select is not None else (self.chat.id if self.chat else None)
+        self.query_one(ChatList).show(self.chats, current)
+
+    @on(ChatList.ChatChosen)
+    def _chat_chosen(self, event: ChatList.ChatChosen) -> None:
+        self.open_chat(event.chat)
+        if self.screen.has_class("-narrow"):
+            self.screen.remove_class("-sidebar-open")
+        self.query_one(PromptBar).focus()
+
+    def open_chat(self, chat: ChatSummary) -> None:
+        if self.generating:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        self.chat = chat
+        self._refresh_title()
+        self._read_chat(chat)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chats")
+    def _read_chat(self, chat: ChatSummary) -> None:
+        summary, turns = self.backend.open_chat(chat.id)
+        used = self.backend.count_context(chat.id, self.engine) if self.engine is not None else None
+        if not get_current_worker().is_cancelled:
+            self.post_message(ChatOpened(summary, turns, used))
+
+    async def on_chat_opened(self, message: ChatOpened) -> None:
+        if self.chat is None or message.chat.id != self.chat.id:
+            return
+        log = self.query_one(ChatLog)
+        await log.clear()
+        self._notices_shown.clear()
+        for turn in message.turns:
+            if turn.notice:
+                await log.add_notice(turn.notice)
+            if turn.role == "user":
+                await log.add_user(turn.content)
+            elif turn.role == "assistant":
+                await log.add_reply(turn.content, partial=turn.partial)
+        self.query_one(ChatList).mark(message.chat.id)
+        status = self.query_one(StatusBar)
+        status.context_used = message.context_used
+        status.tokens_per_second = None
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="context")
+    def _count_context(self, chat_id: int | str) -> None:
+        engine = self.engine
+        if engine is None:
+            return
+        used = self.backend.count_context(chat_id, engine)
+        self.call_from_thread(self._set_context_used, chat_id, used)
+
+    def _set_context_used(self, chat_id: int | str, used: int | None) -> None:
+        if self.chat is not None and self.chat.id == chat_id:
+            self.query_one(StatusBar).context_used = used
+
+    async def action_new_chat(self) -> None:
+        if self.generating:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        self.chat = None
+        self._notices_shown.clear()
+        await self.query_one(ChatLog).clear()
+        self.query_one(ChatList).mark(None)
+        status = self.query_one(StatusBar)
+        status.context_used = None
+        status.tokens_per_second = None
+        self._refresh_title()
+        self.query_one(PromptBar).focus()
+
+    def action_rename_chat(self) -> None:
+        chat = self.chat
+        if chat is None:
+            return
+
+        def renamed(title: str | None) -> None:
+            if title and title != chat.title:
+                chat.title = title
+                self._refresh_title()
+                self._rename(chat.id, title)
+
+        from .dialogs import RenameChat
+
+        self.push_screen(RenameChat(chat.title), renamed)
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _rename(self, chat_id: int | str, title: str) -> None:
+        # Writes are never exclusive: a later write must not cancel an earlier one.
+        self.backend.rename_chat(chat_id, title)
+        self.post_message(ChatsListed(self.backend.list_chats()))
+
+    def action_delete_chat(self) -> None:
+        chat = self.chat
+        if chat is None or self.generating:
+            return
+
+        async def confirmed(yes: bool | None) -> None:
+            if yes:
+                await self.action_new_chat()
+                self._delete(chat.id)
+
+        from .dialogs import Confirm
+
+        self.push_screen(Confirm(f"Delete “{chat.title}”?"), confirmed)
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _delete(self, chat_id: int | str) -> None:
+        self.backend.delete_chat(chat_id)
+        self.post_message(ChatsListed(self.backend.list_chats()))
+
+    def _refresh_title(self) -> None:
+        self.sub_title = self.chat.title if self.chat else "new chat"
+
+    # ---------------------------------------------------------------- sending, streaming
+
+    @on(PromptBar.Submitted)
+    async def _send(self, event: PromptBar.Submitted) -> None:
+        if self.engine is None:
+            state = self.query_one(StatusBar).state
+            self.notify("The model is still loading." if state == "loading" else "No model loaded.", severity="warning")
+            return
+        if self.generating:
+            return
+        text = event.prompt.take().strip()
+        log = self.query_one(ChatLog)
+        log.anchor()  # sending always follows the reply, even if the user had scrolled up
+        await log.add_user(text)
+        self._reply = await log.add_reply(streaming=True)
+        self._reply_chat = self.chat
+        self._cancel = CancelToken()
+        self._set_generating(True)
+        status = self.query_one(StatusBar)
+        status.tokens_per_second = None
+        self._generate(self.engine, self.chat, text, self._cancel)
+
+    def _set_generating(self, value: bool) -> None:
+        if value and not self.generating:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_INTERVAL))
+        elif not value and self.generating:
+            sys.setswitchinterval(self._switch_interval)
+        self.generating = value
+        self.query_one(StatusBar).state = "generating" if value else ("ready" if self.engine else "no model")
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
+    def _generate(self, engine: ChatEngine, chat: ChatSummary | None, text: str, cancel: CancelToken) -> None:
+        worker = get_current_worker()
+        if chat is None:
+            chat = self.backend.create_chat(text, engine.model_id)
+            self.post_message(ChatCreated(chat))
+        buffer: list[str] = []
+        notices: list[str] = []
+        reply: list[str] = []
+        tokens = chars = 0
+        first = last_post = 0.0
+        interval = STREAM_INTERVAL
+        stats = None
+        speaker = self._speaker = self._new_speaker()
+        for chunk in self.backend.reply(chat.id, engine.model_id, text, cancel):
+            if worker.is_cancelled:
+                cancel.cancel()  # keep reading: the session finishes and stores the partial reply
+            if chunk.notice:
+                notices.append(chunk.notice)
+            if chunk.text:
+                now = time.perf_counter()
+                if not tokens:
+                    first, last_post = now, now - STREAM_INTERVAL  # post the first text at once
+                tokens += 1
+                buffer.append(chunk.text)
+                reply.append(chunk.text)
+                chars += len(chunk.text)
+                if speaker is not None:
+                    speaker.feed(chunk.text)
+                if now - last_post >= interval:
+                    self.post_message(ReplyStreamed("".join(buffer), notices, tokens, now - first))
+                    buffer, notices, last_post = [], [], now
+                    interval = min(STREAM_INTERVAL_MAX, STREAM_INTERVAL * (1 + chars // STREAM_SLOWDOWN_CHARS))
+            if chunk.stats is not None:
+                stats = chunk.stats
+        if buffer or notices:
+            self.post_message(ReplyStreamed("".join(buffer), notices, tokens, time.perf_counter() - first))
+        partial = cancel.cancelled or (stats is not None and stats.finish_reason == "cancelled")
+        if speaker is not None:
+            if partial:
+                speaker.stop()
+            else:
+                speaker.finish(timeout=0)  # speak the rest in its own thread; do not wait for it
+        self.post_message(ReplyFinished(chat.id, stats, partial, "".join(reply)))
+
+    def _new_speaker(self) -> Speaker | None:
+        """A reader for this reply when ``speech.speak_replies`` is on (espeak-ng missing: said once)."""
+        if not self.settings.speech.speak_replies:
+            return None
+        from .. import tts
+
+        if not tts.available():
+            if not self._said_no_tts:
+                self._said_no_tts = True
+                self.call_from_thread(
+                    self.notify, f"cannot read replies aloud ({tts.MISSING_HINT})", severity="warning"
+                )
+            return None
+        if self._speaker is not None:
+            self._speaker.stop()  # one voice at a time: a new reply interrupts the last one
+        return tts.Speaker()
+
+    def on_chat_created(self, message: ChatCreated) -> None:
+        if self._reply_chat is None and self.chat is None:
+            self.chat = message.chat
+            self._reply_chat = message.chat
+            self._refresh_title()
+        self.chats = [message.chat, *[c for c in self.chats if c.id != message.chat.id]]
+        self.query_one(ChatList).show(self.chats, self.chat.id if self.chat else None)
+
+    async def on_reply_streamed(self, message: ReplyStreamed) -> None:
+        for notice in message.notices:
+            await self._show_notice(notice)
+        if self._reply is not None and message.text:
+            await self._reply.append(message.text)
+        now = time.monotonic()
+        if message.elapsed > 0 and message.tokens > 1 and now - self._speed_shown >= SPEED_INTERVAL:
+            self._speed_shown = now
+            self.query_one(StatusBar).tokens_per_second = (message.tokens - 1) / message.elapsed
+
+    async def _show_notice(self, notice: str) -> None:
+        if notice in self._notices_shown:  # once per chat: a base model says "completion mode" every turn
+            return
+        self._notices_shown.add(notice)
+        log = self.query_one(ChatLog)
+        if self._reply is not None and self._reply.is_mounted:
+            await log.mount(NoticeView(notice), before=self._reply)
+        else:
+            await log.add_notice(notice)
+
+    async def on_reply_finished(self, message: ReplyFinished) -> None:
+        stats = message.stats
+        if stats is not None:
+            # Engines are expected to send these as Chunk.notice; say it ourselves if this chat has not heard it.
+            said = " ".join(self._notices_shown)
+            if stats.completion_mode and "completion mode" not in said:
+                await self._show_notice("completion mode: this model has no chat template, it continues your text")
+            if stats.dropped_messages and "trimmed" not in said:
+                await self._show_notice(f"history trimmed: {stats.dropped_messages} oldest messages dropped")
+        if self._reply is not None:
+            await self._reply.finish(partial=message.partial, text=message.text or None)
+        self._reply = None
+        self._set_generating(False)
+        status = self.query_one(StatusBar)
+        if stats is not None:
+            if stats.tokens_per_second:
+                status.tokens_per_second = stats.tokens_per_second
+            if self.chat is not None and self.chat.id == message.chat_id:
+                status.context_used = stats.prompt_tokens + stats.completion_tokens
+        if stats is not None and stats.finish_reason == "length":
+            await self._show_notice("reply cut at the max_tokens limit (chat.max_tokens)")
+
+    def action_stop(self) -> None:
+        voice = self.query_one(DictationPanel)
+        if voice.busy and not self.generating:
+            voice.cancel()  # Esc drops a recording: no text
+            return
+        if self._cancel is not None and self.generating:
+            self._cancel.cancel()
+        if self._speaker is not None:
+            self._speaker.stop()
+
+    # ---------------------------------------------------------------- misc actions
+
+    def action_toggle_sidebar(self) -> None:
+        screen = self.screen
+        if screen.has_class("-narrow"):
+            screen.toggle_class("-sidebar-open")
+            if screen.has_class("-sidebar-open"):
+                self.query_one(ChatList).focus()
+            else:
+                self.query_one(PromptBar).focus()
+        else:
+            screen.toggle_class("-sidebar-closed")
+
+    # ---------------------------------------------------------------- dictation (assistant/ui/voice.py)
+
+    def action_dictate(self) -> None:
+        self.query_one(DictationPanel).toggle()
+        self.refresh_bindings()
+
+    def on_voice_panel_dictation_started(self, message: VoicePanel.DictationStarted) -> None:
+        self.refresh_bindings()
+
+    def on_voice_panel_dictation_finished(self, message: VoicePanel.DictationFinished) -> None:
+        self.refresh_bindings()
+        text = message.text.strip()
+        if not text:
+            self.notify("Nothing was heard.", severity="warning", timeout=3)
+            return
+        prompt = self.query_one(PromptBar)
+        if prompt.text and not prompt.text.endswith((" ", "\n")):
+            text = " " + text
+        prompt.insert(text, prompt.document.end)
+        prompt.focus()
+        if self.settings.speech.auto_send:
+            prompt.action_submit()
+
+    def on_voice_panel_dictation_failed(self, message: VoicePanel.DictationFailed) -> None:
+        self.refresh_bindings()
+        self.notify(message.error, title="dictation", severity="error", timeout=8)
+
+    def on_voice_panel_dictation_cancelled(self, message: VoicePanel.DictationCancelled) -> None:
+        self.refresh_bindings()
+
+    # ---------------------------------------------------------------- other screens
+
+    def action_open_bench(self) -> None:
+        from .bench_screen import BenchScreen  # imported on use: it pulls in the plotting code
+
+        self.push_screen(BenchScreen())
+
+    def action_focus_prompt(self) -> None:
+        self.query_one(PromptBar).focus()
+
+    def action_copy_reply(self) -> None:
+        text = self.query_one(ChatLog).last_reply_text()
+        if not text:
+            self.notify("No reply to copy yet.", severity="warning")
+            return
+        self._copy(text, "reply")
+
+    def action_copy_code(self) -> None:
+        text = self.query_one(ChatLog).last_reply_text() or ""
+        blocks = code_blocks(text) or self.query_one(ChatLog).all_code_blocks()
+        if not blocks:
+            self.notify("No code block in this chat.", severity="warning")
+            return
+        self._copy(blocks[-1], "code block")
+
+    def _copy(self, text: str, what: str) -> None:
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied the {what} ({len(text)} characters).", timeout=2)
+
+    # ---------------------------------------------------------------- worker failures
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        self.handle_worker_state(event.worker, event.state)
+
+    def handle_worker_state(self, worker: Worker[Any], state: WorkerState) -> None:
+        """The one place a worker failure becomes visible: a one-line notification, then cleanup."""
+        if state != WorkerState.ERROR:
+            return
+        from ..errors import Cancelled
+
+        message = one_line(worker.error)
+        label = WORKER_LABELS.get(worker.group) or worker.group or ""
+        if isinstance(worker.error, Cancelled):  # the user stopped it: not an error
+            self.notify(message, title=label, timeout=4)
+        else:
+            self.notify(message, title=label, severity="error", timeout=8)
+        if worker.group == "generate":
+            self.call_later(self._generation_failed)
+        elif worker.group == "model":
+            self.query_one(StatusBar).state = "error"
+            self.query_one(PromptBar).placeholder = "No model: choose one with the model picker"
+        elif worker.group == "download":
+            download_failed = getattr(self.screen, "download_failed", None)  # the first-run screen
+            if download_failed is not None:
+                download_failed(message)
+
+    async def _generation_failed(self) -> None:
+        if self._reply is not None:
+            await self._reply.finish(partial=True)
+        self._reply = None
+        self._set_generating(False)
+
+    async def action_quit(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()  # the reply stops after this token and is stored as partial
+        running = self._busy_workers()
+        if running:
+            with contextlib.suppress(asyncio.TimeoutError, WorkerFailed, WorkerCancelled):
+                await asyncio.wait_for(asyncio.gather(*(w.wait() for w in running)), QUIT_WAIT)
+        self.exit()
+
+    def _busy_workers(self) -> list[Worker[Any]]:
+        """Workers that use the engine: it must not be freed under them."""
+        return [w for w in self.workers if w.group in ("generate", "model", "context") and not w.is_finished]
+
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
+        if self._speaker is not None:
+            self._speaker.stop()
+        self.engine = None
+        if not self._busy_workers():
+            self.backend.close()
+        # else a worker still runs in llama.cpp: closing the model under it could crash; the process exit frees it
+
+
+def run() -> None:
+    """Open the app (bare ``assistant``). Config errors surface before the screen is taken over."""
+    AssistantApp().run()

@@ -1,0 +1,112 @@
+"""The domain calls the app makes: all blocking, all made from thread workers.
+
+One ``ChatSession`` (history + engines) serves the whole app; ``History`` gives every thread its own
+SQLite connection, so workers can read and write while the UI thread never touches the database.
+The engine comes from ``engine_factory`` so tests can script it; the history is always the real one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from .messages import ChatSummary, StoredTurn
+
+if TYPE_CHECKING:
+    from ..chat import CancelToken, ChatEngine, Chunk
+    from ..config import Settings
+    from ..history import Chat
+    from ..session import ChatSession
+
+EngineFactory = Callable[[str], "ChatEngine"]
+
+
+def _summary(chat: Chat) -> ChatSummary:
+    return ChatSummary(id=chat.id, title=chat.title or "Untitled", model_id=chat.model_id, updated_at=chat.updated_at)
+
+
+class Backend:
+    def __init__(self, settings: Settings, engine_factory: EngineFactory | None = None) -> None:
+        self.settings = settings
+        self.engine_factory = engine_factory
+        self._session: ChatSession | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def session(self) -> ChatSession:
+        """Created on first use, in a worker: opening the database must not delay the first paint."""
+        with self._lock:
+            if self._session is None:
+                from ..session import ChatSession
+
+                # One engine loaded at a time: switching models frees the previous one's memory.
+                self._session = ChatSession(engine_factory=self.engine_factory, settings=self.settings, max_engines=1)
+            return self._session
+
+    def close(self) -> None:
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+            session.history.close()
+
+    # -- models
+    def installed_llms(self) -> list[str]:
+        from ..store import Store
+
+        store = Store()
+        try:
+            return [item.id for item in store.list(kind="llm") if item.present]
+        finally:
+            store.conn.close()
+
+    def starters(self) -> list[tuple[str, int | None]]:
+        from .. import catalog
+
+        return [(v.id, v.size) for v in catalog.default().starters()]
+
+    def load_engine(self, model_id: str) -> ChatEngine:
+        session = self.session
+        for loaded in session.loaded():
+            if loaded != model_id:
+                session.unload(loaded)  # free the old model before the new one takes its share
+        return session.engine(model_id)
+
+    # -- chats
+    def list_chats(self) -> list[ChatSummary]:
+        return [_summary(chat) for chat in self.session.history.list_chats()]
+
+    def open_chat(self, chat_id: int | str) -> tuple[ChatSummary, list[StoredTurn]]:
+        history = self.session.history
+        chat = history.get_chat(int(chat_id))
+        turns = [
+            StoredTurn(role=m.role, content=m.content, partial=m.partial)
+            for m in history.messages(chat.id)
+            if m.role != "system"
+        ]
+        return _summary(chat), turns
+
+    def create_chat(self, first_message: str, model_id: str) -> ChatSummary:
+        from ..history import title_from
+
+        return _summary(self.session.new_chat(model_id=model_id, title=title_from(first_message)))
+
+    def rename_chat(self, chat_id: int | str, title: str) -> None:
+        self.session.history.rename(int(chat_id), title)
+
+    def delete_chat(self, chat_id: int | str) -> None:
+        self.session.history.delete(int(chat_id))
+
+    def count_context(self, chat_id: int | str, engine: ChatEngine) -> int:
+        messages = self.session.build_messages(int(chat_id))
+        return engine.count_tokens(messages) if messages else 0
+
+    # -- replies
+    def reply(self, chat_id: int | str, model_id: str, text: str, cancel: CancelToken) -> Iterator[Chunk]:
+        """Store the user's message, then stream the reply (stored as it grows; partial if cancelled)."""
+        session = self.session
+        chat = session.history.get_chat(int(chat_id))
+        if chat.model_id != model_id:
+            session.history.update_chat(chat.id, model_id=model_id)  # the chat continues with the model in use
+        yield from session.send(chat.id, text, cancel=cancel)

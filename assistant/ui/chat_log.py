@@ -1,0 +1,147 @@
+"""The conversation view: user turns, assistant replies rendered as Markdown while they stream, notices.
+
+A streaming reply goes through Textual's ``MarkdownStream``, which appends to the document (only the
+last block is re-parsed) and merges fragments when rendering falls behind, so a fast model never
+floods the event loop. The log is *anchored*: it follows new text only while the user is at the bottom;
+scrolling up releases the anchor and scrolling back down restores it (Elia, oterm).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widget import Widget
+
+if TYPE_CHECKING:
+    from textual.widgets import Markdown
+    from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Label, Static
+
+# A fenced code block: ``` or ~~~ (3+), optional info string, body, the same fence closing it.
+_FENCE_RE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks in ``markdown``, in order (what 'copy code block' offers)."""
+    return [m.group("body").rstrip("\n") for m in _FENCE_RE.finditer(markdown)]
+
+
+class NoticeView(Static):
+    """A line the engine or the history wants the user to see (completion mode, history trimmed)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False, classes="notice")
+
+
+class UserTurn(Vertical):
+    """What the user sent, shown verbatim (no Markdown: it is their text, not a rendering)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(classes="turn user")
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        yield Label("You", classes="role")
+        yield Static(self.text, markup=False, classes="body")
+
+
+class ReplyTurn(Vertical):
+    """An assistant reply: Markdown that can grow while it streams, marked when it was cut short."""
+
+    def __init__(self, text: str = "", *, partial: bool = False, streaming: bool = False) -> None:
+        super().__init__(classes="turn assistant")
+        self.text = text
+        self.partial = partial
+        self._stream: MarkdownStream | None = None
+        self._streaming = streaming
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import Markdown  # not needed for the first frame: imported with the first reply
+
+        yield Label("Assistant", classes="role")
+        yield Markdown(self.text, classes="body")
+        yield Label("⏸ partial: stopped before the end", classes="partial-mark")
+
+    @property
+    def markdown(self) -> Markdown:
+        return cast("Markdown", self.query_one(".body"))
+
+    def on_mount(self) -> None:
+        self.set_class(self.partial, "-partial")
+        if self._streaming:
+            self._stream = self.markdown.get_stream(self.markdown)
+            self.add_class("-streaming")
+
+    async def append(self, fragment: str) -> None:
+        """Add streamed text (already batched by the worker)."""
+        self.text += fragment
+        if self._stream is not None:
+            await self._stream.write(fragment)
+
+    async def finish(self, *, partial: bool, text: str | None = None) -> None:
+        """Stop streaming; ``text`` (the stored reply) replaces what was streamed if it differs."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if text is not None and text != self.text:
+            self.text = text
+            await self.markdown.update(text)
+        self.partial = partial
+        self.set_class(partial, "-partial")
+        self.remove_class("-streaming")
+
+
+HINT = "Ask anything. Enter sends, Ctrl+J adds a line, Ctrl+P lists every command."
+
+
+class ChatLog(VerticalScroll, can_focus=True):
+    """The scrolling conversation. Follows new text only while already scrolled to the bottom."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(HINT, classes="hint", markup=False)
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    async def clear(self) -> None:
+        await self.query(".turn, .notice").remove()
+        self.query_one(".hint").display = True
+        self.anchor()
+
+    async def _add(self, widget: Widget) -> None:
+        self.query_one(".hint").display = False
+        await self.mount(widget)
+
+    async def add_user(self, text: str) -> UserTurn:
+        turn = UserTurn(text)
+        await self._add(turn)
+        return turn
+
+    async def add_reply(self, text: str = "", *, partial: bool = False, streaming: bool = False) -> ReplyTurn:
+        turn = ReplyTurn(text, partial=partial, streaming=streaming)
+        await self._add(turn)
+        return turn
+
+    async def add_notice(self, text: str) -> NoticeView:
+        notice = NoticeView(text)
+        await self._add(notice)
+        return notice
+
+    @property
+    def turns(self) -> list[Widget]:
+        """Turns and notices in order (the hint excluded)."""
+        return [w for w in self.children if not w.has_class("hint")]
+
+    @property
+    def replies(self) -> list[ReplyTurn]:
+        return list(self.query(ReplyTurn))
+
+    def last_reply_text(self) -> str | None:
+        replies = self.replies
+        return replies[-1].text if replies else None
+
+    def all_code_blocks(self) -> list[str]:
+        return [block for reply in self.replies for block in code_blocks(reply.text)]

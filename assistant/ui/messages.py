@@ -1,0 +1,119 @@
+"""Events the workers post back to the UI thread, named for what already happened (Harlequin style).
+
+Workers never touch widgets: they post one of these and the app applies it on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
+
+if TYPE_CHECKING:
+    from ..chat import ChatEngine, Stats
+
+
+@dataclass
+class ChatSummary:
+    """What the sidebar needs to show one chat."""
+
+    id: int | str
+    title: str
+    model_id: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass
+class StoredTurn:
+    """One message as the chat view shows it (independent of the history module's row type)."""
+
+    role: str
+    content: str
+    partial: bool = False
+    notice: str | None = None
+
+
+class ChatsListed(Message):
+    """The sidebar's list of chats was read from the history."""
+
+    def __init__(self, chats: list[ChatSummary], select: int | str | None = None) -> None:
+        super().__init__()
+        self.chats = chats
+        self.select = select
+
+
+class ChatOpened(Message):
+    """A chat's messages were read; the view can show them."""
+
+    def __init__(self, chat: ChatSummary, turns: list[StoredTurn], context_used: int | None) -> None:
+        super().__init__()
+        self.chat = chat
+        self.turns = turns
+        self.context_used = context_used
+
+
+class ChatCreated(Message):
+    """The first message of a new chat created its row in the history."""
+
+    def __init__(self, chat: ChatSummary) -> None:
+        super().__init__()
+        self.chat = chat
+
+
+class ModelLoaded(Message):
+    """A model finished loading in its worker and is ready to chat."""
+
+    def __init__(self, model_id: str, engine: ChatEngine, context_size: int) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.engine = engine
+        self.context_size = context_size
+
+
+class ReplyStreamed(Message):
+    """A batch of reply text (several tokens joined), plus any notice the engine sent with it."""
+
+    def __init__(self, text: str, notices: list[str], tokens: int, elapsed: float) -> None:
+        super().__init__()
+        self.text = text
+        self.notices = notices
+        self.tokens = tokens  # chunks received so far in this reply
+        self.elapsed = elapsed  # seconds since the first chunk
+
+
+class ReplyFinished(Message):
+    """Generation ended: completed, cut by the length limit, or cancelled (then the reply is partial)."""
+
+    def __init__(self, chat_id: int | str | None, stats: Stats | None, partial: bool, text: str) -> None:
+        super().__init__()
+        self.chat_id = chat_id
+        self.stats = stats
+        self.partial = partial
+        self.text = text
+
+
+class DownloadProgressed(Message):
+    """Bytes arrived for a pull (throttled: a few per second at most)."""
+
+    def __init__(self, done: int, total: int | None, label: str) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+        self.label = label
+
+
+class DownloadFinished(Message):
+    """Every requested model is installed."""
+
+    def __init__(self, installed: list[Any] | None = None) -> None:
+        super().__init__()
+        self.installed = installed or []
+
+
+class ModelsListed(Message):
+    """The model picker's rows (installed models with size, quant and fit) were computed."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        super().__init__()
+        self.rows = rows

@@ -1,0 +1,118 @@
+"""Pick the chat model: installed models with their size, quantization and whether they fit in memory.
+
+The fit verdict needs each GGUF header (``gguf.read``) and the free memory, so the rows are computed in a
+thread worker; the table fills in when they arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label
+from textual.worker import Worker
+
+from .messages import ModelsListed
+
+
+@dataclass
+class ModelRow:
+    id: str
+    size_bytes: int
+    quant: str
+    verdict: str  # fits / tight / won't fit / unreadable
+    need_bytes: int | None
+    current: bool = False
+
+
+def human_size(n: float | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
+    """Blocking: reads the store and every GGUF header. Call from a worker."""
+    from .. import fit, gguf
+    from ..store import Store
+
+    store = Store()
+    try:
+        rows = []
+        available = fit.available_bytes()
+        for item in store.list(kind="llm"):
+            need: int | None = None
+            quant = item.quant
+            try:
+                info = gguf.read(item.path)
+                quant = info.quant or quant
+                need = fit.estimate_llm(info, context_size, batch_size).total
+                verdict: str = fit.verdict(need, available)
+            except Exception:  # missing or damaged file: list it, say so
+                verdict = "unreadable"
+            rows.append(ModelRow(item.id, item.size_bytes, quant, verdict, need, item.id == current))
+        return rows
+    finally:
+        store.conn.close()
+
+
+class ModelPicker(ModalScreen[str | None]):
+    """Returns the chosen model id, or None when dismissed."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss_picker", "Close", id="picker.close")]
+
+    def __init__(self, current: str | None, context_size: int, batch_size: int) -> None:
+        super().__init__()
+        self.current = current
+        self.context_size = context_size
+        self.batch_size = batch_size
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Label("Choose a model", classes="dialog-title")
+            table: DataTable[str] = DataTable(id="model-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            yield Label("Enter: use  ·  Esc: close", classes="dialog-help", id="picker-help")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Model", "Size", "Quant", "Fit")
+        table.loading = True
+        self._list_models()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model-list")
+    def _list_models(self) -> None:
+        self.post_message(ModelsListed(installed_rows(self.current, self.context_size, self.batch_size)))
+
+    def on_models_listed(self, message: ModelsListed) -> None:
+        table = self.query_one(DataTable)
+        table.loading = False
+        table.clear()
+        for row in message.rows:
+            marker = "● " if row.current else "  "
+            fit_text = row.verdict if row.need_bytes is None else f"{row.verdict} ({human_size(row.need_bytes)})"
+            table.add_row(marker + row.id, human_size(row.size_bytes), row.quant, fit_text, key=row.id)
+        if not message.rows:
+            self.query_one("#picker-help", Label).update("No chat models installed: run 'assistant models pull'.")
+        table.focus()
+
+    @on(DataTable.RowSelected)
+    def _chosen(self, event: DataTable.RowSelected) -> None:
+        self.dismiss(event.row_key.value)
+
+    def action_dismiss_picker(self) -> None:
+        self.dismiss(None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker state messages do not bubble: hand them to the app's one failure handler.
+        self.app.handle_worker_state(event.worker, event.state)  # type: ignore[attr-defined]

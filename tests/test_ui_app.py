@@ -1,0 +1,520 @@
+"""Whole-app tests: the real app, the real chat history (SQLite under the test's home), a scripted engine."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import pytest
+from _ui_helpers import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
+from textual.widgets import Button, DataTable, Markdown, ProgressBar
+
+from assistant import config
+from assistant.errors import AssistantError
+from assistant.history import History
+from assistant.ui.app import AssistantApp
+from assistant.ui.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
+from assistant.ui.first_run import FirstRunScreen
+from assistant.ui.prompt_bar import PromptBar
+from assistant.ui.sidebar import ChatList, Sidebar
+from assistant.ui.status_bar import StatusBar
+
+
+def make_app(engine: ScriptedEngine, settings: config.Settings | None = None, **kwargs: Any) -> AssistantApp:
+    return AssistantApp(engine_factory=lambda model_id: engine, settings=settings, **kwargs)
+
+
+async def ready(pilot: Any) -> AssistantApp:
+    app: AssistantApp = pilot.app
+    await wait_until(pilot, lambda: app.engine is not None, "the model to load")
+    return app
+
+
+async def send(pilot: Any, text: str) -> None:
+    app: AssistantApp = pilot.app
+    prompt = app.query_one(PromptBar)
+    prompt.focus()
+    prompt.insert(text)
+    await pilot.press("enter")
+
+
+async def finished(pilot: Any) -> None:
+    app: AssistantApp = pilot.app
+    await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply to finish")
+
+
+def stored_messages() -> list[Any]:
+    history = History()
+    try:
+        chats = history.list_chats()
+        return [m for chat in chats for m in history.messages(chat.id)]
+    finally:
+        history.close()
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    register_fake_model()
+    return ScriptedEngine()
+
+
+async def test_send_streams_markdown_reply_and_stores_both_messages(engine: ScriptedEngine) -> None:
+    engine.enqueue("Sure", ", here is code:\n\n", "```python\n", "print('hi')\n", "```\n")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.query_one(StatusBar).state == "ready"
+        await send(pilot, "show me code")
+        await finished(pilot)
+        log = app.query_one(ChatLog)
+        assert [t.text for t in log.query(UserTurn)] == ["show me code"]
+        reply = log.query_one(ReplyTurn)
+        await wait_until(pilot, lambda: "print" in reply.query_one(Markdown).source, "the markdown")
+        assert reply.text == "Sure, here is code:\n\n```python\nprint('hi')\n```\n"
+        assert len(reply.query("MarkdownFence")) == 1
+        assert not reply.has_class("-partial")
+        status = app.query_one(StatusBar)
+        assert status.tokens_per_second == 42.0
+        assert status.context_total == 2048 and status.context_used
+        assert app.chat is not None and app.chat.title == "show me code"
+        assert [o.prompt for o in app.query_one(ChatList).options] == ["show me code"]
+        # the engine saw the system prompt and the user's message
+        assert [m.role for m in engine.seen[0]] == ["system", "user"]
+    rows = stored_messages()
+    assert [(m.role, m.content, m.partial) for m in rows] == [
+        ("user", "show me code", False),
+        ("assistant", reply.text, False),
+    ]
+
+
+async def test_escape_cancels_and_keeps_the_partial_reply(engine: ScriptedEngine) -> None:
+    engine.enqueue("Once upon", " a time", " never shown", hold_after=2)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "tell me a story")
+        await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        # keys still work while the reply streams: the sidebar toggles
+        await pilot.press("ctrl+b")
+        assert app.screen.has_class("-sidebar-closed")
+        await pilot.press("escape")
+        await finished(pilot)
+        reply = app.query_one(ReplyTurn)
+        assert reply.text == "Once upon a time"
+        assert reply.has_class("-partial")
+        assert reply.query_one(".partial-mark").display
+        assert app.query_one(PromptBar).has_focus
+    assert [(m.role, m.content, m.partial) for m in stored_messages()] == [
+        ("user", "tell me a story", False),
+        ("assistant", "Once upon a time", True),
+    ]
+
+
+async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:
+    engine.enqueue("first answer")
+    engine.enqueue("second answer")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "first question")
+        await finished(pilot)
+        first = app.chat
+        await pilot.press("ctrl+n")
+        assert app.chat is None
+        assert not app.query_one(ChatLog).turns
+        await send(pilot, "second question")
+        await finished(pilot)
+        assert app.chat is not None and first is not None and app.chat.id != first.id
+        assert [o.prompt for o in app.query_one(ChatList).options] == ["second question", "first question"]
+        # the second chat's model input does not include the first chat
+        assert [m.content for m in engine.seen[1] if m.role == "user"] == ["second question"]
+
+
+async def test_chats_survive_a_restart(engine: ScriptedEngine) -> None:
+    engine.enqueue("Paris.")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "capital of France?")
+        await finished(pilot)
+        await pilot.press("ctrl+q")
+    assert app.return_code == 0
+
+    again = make_app(ScriptedEngine())
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        chat_list = again.query_one(ChatList)
+        await wait_until(pilot, lambda: chat_list.option_count == 1, "the saved chat in the sidebar")
+        assert str(chat_list.get_option_at_index(0).prompt) == "capital of France?"
+        chat_list.focus()
+        chat_list.highlighted = 0
+        await pilot.press("enter")
+        log = again.query_one(ChatLog)
+        await wait_until(pilot, lambda: len(log.query(ReplyTurn)) == 1, "the chat to open")
+        assert [t.text for t in log.query(UserTurn)] == ["capital of France?"]
+        assert log.query_one(ReplyTurn).text == "Paris."
+        assert again.query_one(PromptBar).has_focus
+
+
+async def test_engine_notices_show_in_the_chat(engine: ScriptedEngine) -> None:
+    engine.enqueue("hello", notices=["history trimmed: 2 oldest messages dropped", "x has no chat template"])
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await finished(pilot)
+        notices = [str(n.render()) for n in app.query(NoticeView)]
+        assert notices == ["history trimmed: 2 oldest messages dropped", "x has no chat template"]
+        # shown above the reply they concern
+        children = app.query_one(ChatLog).turns
+        assert isinstance(children[-1], ReplyTurn) and isinstance(children[1], NoticeView)
+
+
+async def test_keymap_from_config_rebinds_an_action(engine: ScriptedEngine) -> None:
+    engine.enqueue("ok")
+    settings = config.Settings.model_validate({"ui": {"keymap": {"new_chat": "ctrl+g"}}})
+    app = make_app(engine, settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "one")
+        await finished(pilot)
+        assert app.chat is not None
+        await pilot.press("ctrl+n")  # no longer bound
+        assert app.chat is not None
+        await pilot.press("ctrl+g")
+        assert app.chat is None
+
+
+async def test_copy_reply_and_code_block(engine: ScriptedEngine) -> None:
+    engine.enqueue("Run this:\n\n```sh\nls -l\n```\n")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("f2")  # nothing to copy yet: a warning, no crash
+        assert app.clipboard == ""
+        await send(pilot, "list files")
+        await finished(pilot)
+        await pilot.press("f2")
+        assert app.clipboard == "Run this:\n\n```sh\nls -l\n```\n"
+        await pilot.press("f3")
+        assert app.clipboard == "ls -l"
+
+
+async def test_palette_lists_every_action(engine: ScriptedEngine) -> None:
+    engine.enqueue("```\ncode\n```")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "q")
+        await finished(pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for title in ("New chat", "Toggle chat list", "Choose model", "Copy last reply", "Rename chat", "Delete chat"):
+            assert title in titles
+        assert "Copy code block 1" in titles
+        assert "Stop reply" not in titles  # only while a reply streams
+
+
+async def test_rename_and_delete_chat(engine: ScriptedEngine) -> None:
+    engine.enqueue("hi")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hello")
+        await finished(pilot)
+        chat_list = app.query_one(ChatList)
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: bool(app.screen.query("#rename-input")), "the rename dialog")
+        await pilot.press(*"Greetings", "enter")  # the old title is selected: typing replaces it
+        await wait_until(
+            pilot, lambda: [str(o.prompt) for o in chat_list.options] == ["Greetings"], "the renamed chat listed"
+        )
+        await pilot.press("f8")
+        await wait_until(
+            pilot,
+            lambda: bool(app.screen.query("#yes")) and app.screen.query_one("#yes").region.width > 0,
+            "the delete confirmation",
+        )
+        await pilot.click("#yes")
+        await wait_until(pilot, lambda: chat_list.option_count == 0, "the chat to be deleted")
+        assert app.chat is None
+    assert stored_messages() == []
+
+
+async def test_model_load_failure_is_one_line(engine: ScriptedEngine) -> None:
+    def failing(model_id: str) -> ScriptedEngine:
+        raise AssistantError(f"{model_id} won't fit in memory", "lower --ctx")
+
+    app = AssistantApp(engine_factory=failing)
+    async with app.run_test(size=(120, 40)) as pilot:
+        status = app.query_one(StatusBar)
+        await wait_until(pilot, lambda: status.state == "error", "the load to fail")
+        texts = [str(n.message) for n in app._notifications]
+        assert texts == [f"{FAKE_MODEL} won't fit in memory (lower --ctx)"]
+        await send(pilot, "hello?")  # no engine: a warning, the text stays in the box
+        assert app.query_one(PromptBar).text == "hello?"
+
+
+async def test_narrow_terminal_hides_the_sidebar_until_toggled(engine: ScriptedEngine) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(40, 20)) as pilot:
+        await ready(pilot)
+        sidebar = app.query_one(Sidebar)
+        assert app.screen.has_class("-narrow")
+        assert not sidebar.display
+        await pilot.press("ctrl+b")
+        assert sidebar.display and app.query_one(ChatList).has_focus
+        await pilot.press("ctrl+b")
+        assert not sidebar.display and app.query_one(PromptBar).has_focus
+
+
+async def test_first_run_pulls_starters_then_chats() -> None:
+    engine = ScriptedEngine()
+    engine.enqueue("hello from the starter model")
+    calls: list[str] = []
+
+    def puller(on_progress: Any, cancel: threading.Event) -> list[Any]:
+        calls.append("pull")
+        for done in range(0, 101, 25):
+            on_progress(done, 100, f"smollm2 {done}%")
+        register_fake_model()
+        return []
+
+    app = make_app(engine, puller=puller)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: first_run_shown(app), "the first-run screen")
+        screen = app.screen
+        assert "No chat model is installed yet" in str(screen.query_one("#first-run-text").render())
+        bar = screen.query_one(ProgressBar)
+        await pilot.click("#pull")
+        await wait_until(pilot, lambda: app.engine is not None, "the model to load after the pull")
+        assert calls == ["pull"]
+        assert not isinstance(app.screen, FirstRunScreen)
+        assert bar.percentage == 1.0
+        await send(pilot, "hi")
+        await finished(pilot)
+        assert app.query_one(ReplyTurn).text == "hello from the starter model"
+
+
+async def test_first_run_download_failure_lets_the_user_retry() -> None:
+    attempts: list[int] = []
+
+    def puller(on_progress: Any, cancel: threading.Event) -> list[Any]:
+        attempts.append(1)
+        raise AssistantError("network unreachable", "check the connection")
+
+    app = make_app(ScriptedEngine(), puller=puller)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: first_run_shown(app), "the first-run screen")
+        await pilot.click("#pull")
+        status = app.screen.query_one("#first-run-status")
+        await wait_until(pilot, lambda: "failed" in str(status.render()), "the failure to show")
+        assert "network unreachable" in str(status.render())
+        pull = app.screen.query_one("#pull", Button)
+        assert not pull.disabled and str(pull.label) == "Try again"
+        assert [str(n.message) for n in app._notifications] == ["network unreachable (check the connection)"]
+
+
+async def test_benchmarks_screen_opens_and_closes(engine: ScriptedEngine) -> None:
+    from assistant.ui.bench_screen import BenchScreen
+
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: isinstance(app.screen, BenchScreen), "the benchmarks screen")
+        assert app.check_action("new_chat", ()) is False  # chat actions are off while it is shown
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.on_main_screen, "the chat screen again")
+        assert app.query_one(PromptBar).has_focus
+
+
+async def test_quit_while_streaming_keeps_the_partial_reply(engine: ScriptedEngine) -> None:
+    engine.enqueue("Half", " of it", " never", hold_after=2)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "long answer please")
+        await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        await pilot.press("ctrl+q")
+    assert [(m.role, m.content, m.partial) for m in stored_messages()] == [
+        ("user", "long answer please", False),
+        ("assistant", "Half of it", True),
+    ]
+    assert engine.closed  # the engine was freed once the reply had stopped
+
+
+async def test_model_picker_lists_installed_models_and_switches() -> None:
+    register_fake_model()
+    register_fake_model("gemma3-270m:q4_k_m")
+    loaded: list[str] = []
+
+    def factory(model_id: str) -> ScriptedEngine:
+        loaded.append(model_id)
+        return ScriptedEngine(model_id)
+
+    app = AssistantApp(engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
+        table = app.screen.query_one("#model-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 2, "the installed models listed")
+        rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(2)]
+        assert rows[0][0].endswith("gemma3-270m:q4_k_m") and rows[1][0] == f"● {FAKE_MODEL}"
+        assert rows[1][3] == "unreadable"  # a fake file: listed, and said to be unusable
+        table.move_cursor(row=0)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.engine is not None and app.model_id == "gemma3-270m:q4_k_m", "the switch")
+        assert loaded == [FAKE_MODEL, "gemma3-270m:q4_k_m"]
+        assert app.query_one(StatusBar).model_id == "gemma3-270m:q4_k_m"
+
+
+async def test_completion_mode_and_trim_notices_from_stats_once_per_chat(engine: ScriptedEngine) -> None:
+    from assistant.chat import Stats
+
+    engine.enqueue("once upon", notices=["base:model has no chat template: completion mode"])
+    engine.enqueue("a time")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "Tell")
+        await finished(pilot)
+        # second turn: the engine sends no notice, but its stats say the history was trimmed
+        original = engine.stream
+
+        def trimmed_stream(*args: Any, **kwargs: Any) -> Any:
+            for chunk in original(*args, **kwargs):
+                if chunk.stats is not None:
+                    chunk.stats = Stats(completion_tokens=2, dropped_messages=2, completion_mode=True)
+                yield chunk
+
+        engine.stream = trimmed_stream  # type: ignore[method-assign]
+        await send(pilot, "more")
+        await finished(pilot)
+        notices = [str(n.render()) for n in app.query(NoticeView)]
+        assert notices == [
+            "base:model has no chat template: completion mode",
+            "history trimmed: 2 oldest messages dropped",
+        ]
+
+
+async def test_palette_shows_remapped_keys(engine: ScriptedEngine) -> None:
+    settings = config.Settings.model_validate({"ui": {"keymap": {"new_chat": "ctrl+g"}}})
+    app = make_app(engine, settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        helps = {c.title: c.help for c in app.get_system_commands(app.screen)}
+        assert helps["New chat"].endswith("(ctrl+g)")
+        assert helps["Choose model"].endswith("(ctrl+o)")
+
+
+async def test_escape_stops_the_first_run_download() -> None:
+    from assistant.errors import Cancelled
+
+    started = threading.Event()
+
+    def puller(on_progress: Any, cancel: threading.Event) -> list[Any]:
+        on_progress(10, 100, "smollm2 10%")
+        started.set()
+        cancel.wait(30)
+        raise Cancelled("download cancelled (the partial file is kept to resume)")
+
+    app = make_app(ScriptedEngine(), puller=puller)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: first_run_shown(app), "the first-run screen")
+        await pilot.click("#pull")
+        await wait_until(pilot, started.is_set, "the download to start")
+        await pilot.press("escape")
+        status = app.screen.query_one("#first-run-status")
+        await wait_until(pilot, lambda: str(status.render()) == "download stopped", "the stop to show")
+        assert str(app.screen.query_one("#pull", Button).label) == "Resume"
+        assert [n.severity for n in app._notifications] == ["information"]
+
+
+class FakeSpeaker:
+    instances: ClassVar[list[FakeSpeaker]] = []
+
+    def __init__(self) -> None:
+        self.fed: list[str] = []
+        self.finished = self.stopped = False
+        FakeSpeaker.instances.append(self)
+
+    def feed(self, text: str) -> None:
+        self.fed.append(text)
+
+    def finish(self, timeout: float | None = None) -> None:
+        self.finished = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_replies_are_read_aloud_when_enabled(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import tts
+
+    FakeSpeaker.instances.clear()
+    monkeypatch.setattr(tts, "available", lambda: True)
+    monkeypatch.setattr(tts, "Speaker", FakeSpeaker)
+    engine.enqueue("Hello.", " Bye.")
+    engine.enqueue("Once", " upon", " never", hold_after=2)
+    settings = config.Settings.model_validate({"speech": {"speak_replies": True}})
+    app = make_app(engine, settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "hi")
+        await finished(pilot)
+        first = FakeSpeaker.instances[0]
+        assert first.fed == ["Hello.", " Bye."] and first.finished and not first.stopped
+        await send(pilot, "story")
+        await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        await pilot.press("escape")  # stops the reply and the voice
+        await finished(pilot)
+        second = FakeSpeaker.instances[1]
+        assert second.fed == ["Once", " upon"] and second.stopped and not second.finished
+
+
+async def test_dictation_fills_the_prompt_and_can_send(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.ui.app import DictationPanel
+    from assistant.ui.voice import VoicePanel
+
+    toggled: list[bool] = []
+    monkeypatch.setattr(DictationPanel, "toggle", lambda self: toggled.append(True))
+    engine.enqueue("Bonjour!")
+    settings = config.Settings.model_validate({"speech": {"auto_send": False}})
+    app = make_app(engine, settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+t")
+        assert toggled == [True]
+        panel = app.query_one(DictationPanel)
+        prompt = app.query_one(PromptBar)
+        prompt.insert("Translate:")
+        panel.post_message(VoicePanel.DictationFinished("hello world", 1.5, 0.2))
+        await wait_until(pilot, lambda: prompt.text == "Translate: hello world", "the dictated text in the prompt")
+        assert not app.query(ReplyTurn)  # not sent: auto_send is off
+        app.settings.speech.auto_send = True
+        prompt.clear()
+        panel.post_message(VoicePanel.DictationFinished("say hi in French", 1.0, 0.2))
+        await finished(pilot)
+        await wait_until(pilot, lambda: len(app.query(ReplyTurn)) == 1, "the dictated message sent")
+        assert [t.text for t in app.query(UserTurn)] == ["say hi in French"]
+        panel.post_message(VoicePanel.DictationFailed("no microphone found (plug one in)"))
+        await wait_until(pilot, lambda: len(app._notifications) == 1, "the failure notice")
+        assert [str(n.message) for n in app._notifications] == ["no microphone found (plug one in)"]
+
+
+async def test_dictation_worker_crash_reaches_the_one_error_handler(engine: ScriptedEngine) -> None:
+    from assistant.ui.app import DictationPanel
+
+    def no_audio() -> Any:
+        raise RuntimeError("audio device vanished")
+
+    app = make_app(engine, voice_options={"source_factory": no_audio})
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+t")
+        panel = app.query_one(DictationPanel)
+        await wait_until(pilot, lambda: len(app._notifications) == 1, "the failure notice")
+        assert [str(n.message) for n in app._notifications] == ["RuntimeError: audio device vanished"]
+        await wait_until(pilot, lambda: not panel.has_class("-active"), "the panel to hide")
+        assert not panel.busy

@@ -1,0 +1,93 @@
+"""SVG snapshots of the app at a normal (120x40) and a phone-sized (40x20) terminal.
+
+Deterministic by construction: a scripted engine with fixed stats, chats created with fixed timestamps,
+the prompt's cursor blink off, and every shot taken after the reply has finished (no spinner, no toast).
+Update them with ``pytest tests/test_ui_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from _ui_helpers import ScriptedEngine, first_run_shown, register_fake_model, wait_until
+
+from assistant.history import History
+from assistant.ui.app import AssistantApp
+from assistant.ui.prompt_bar import PromptBar
+
+REPLY = (
+    "Here is a function that adds two numbers:\n\n"
+    "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n\n"
+    "Call it as `add(2, 3)`; it returns **5**."
+)
+
+Snap = Callable[..., bool]
+
+
+def seed_chats() -> None:
+    """Two older chats in the sidebar, with fixed times so their order never changes."""
+    history = History()
+    for n, title in enumerate(["Packing list for a hike", "Regex for dates"]):
+        chat = history.create_chat(title=title, model_id="smollm2-135m-instruct:q4_1")
+        history.add_message(chat.id, "user", title)
+        history.conn.execute("UPDATE chats SET created_at = ?, updated_at = ? WHERE id = ?", (n, n, chat.id))
+    history.close()
+
+
+def chat_app(*, partial: bool = False) -> AssistantApp:
+    register_fake_model()
+    seed_chats()
+    engine = ScriptedEngine()
+    if partial:
+        engine.enqueue("Once upon a time, a small model", " ran on a phone", " and never", hold_after=2)
+    else:
+        words = REPLY.split(" ")
+        chunks = [w + " " for w in words[:-1]] + words[-1:]  # streamed word by word
+        engine.enqueue(*chunks, notices=["history trimmed: 2 oldest messages dropped"])
+    return AssistantApp(engine_factory=lambda model_id: engine)
+
+
+def converse(text: str, *, cancel: bool = False, keys: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+    async def run_before(pilot: Any) -> None:
+        app: AssistantApp = pilot.app
+        prompt = app.query_one(PromptBar)
+        prompt.cursor_blink = False
+        await wait_until(pilot, lambda: app.engine is not None, "the model")
+        prompt.insert(text)
+        await pilot.press("enter")
+        if cancel:
+            engine = app.backend.session.engine(app.model_id)
+            assert isinstance(engine, ScriptedEngine)
+            await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+            await pilot.press("escape")
+        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply")
+        await pilot.press(*keys)
+        await pilot.wait_for_scheduled_animations()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_chat_with_code_reply(snap_compare: Snap, size: tuple[int, int]) -> None:
+    assert snap_compare(chat_app(), terminal_size=size, run_before=converse("Write an add function in Python"))
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_cancelled_reply_is_marked_partial(snap_compare: Snap, size: tuple[int, int]) -> None:
+    assert snap_compare(chat_app(partial=True), terminal_size=size, run_before=converse("Tell me a story", cancel=True))
+
+
+def test_narrow_sidebar_toggled_open(snap_compare: Snap) -> None:
+    run_before = converse("Write an add function in Python", keys=("ctrl+b",))
+    assert snap_compare(chat_app(), terminal_size=(40, 20), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_first_run_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Any) -> None:
+        await wait_until(pilot, lambda: first_run_shown(pilot.app), "the first-run screen")
+
+    app = AssistantApp(engine_factory=lambda model_id: ScriptedEngine())
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
