@@ -1,0 +1,102 @@
+"""PER: one efficiency score per variant, relative to a reference variant measured in the same run.
+
+Four ratios, each oriented so that higher is better and the reference scores exactly 1::
+
+    accuracy   = acc / ref_acc             (task accuracy kept)
+    throughput = tg_tps / ref_tg_tps       (generation speed gained)
+    memory     = ref_rss / rss             (peak memory saved)
+    latency    = ref_ttft / ttft           (time to first token saved)
+
+Each ratio is clamped to ``[FLOOR, CEILING]`` = ``[0.05, 20]``, then::
+
+    PER = (accuracy * throughput * memory * latency) ** (1/4)
+
+Why a geometric mean of ratios rather than min-max normalisation: min-max maps the worst variant of the
+run to 0 on every axis, so one bad axis zeroes a score and adding or removing a variant changes everybody
+else's. Ratios against a fixed reference do neither, and the geometric mean makes the axes trade fairly:
+halving memory compensates exactly for halving speed. The floor keeps a variant that collapses on one axis
+(accuracy 0 on a hard task set) comparable instead of 0; the ceiling keeps a near-zero reference value
+(e.g. a reference that itself scores 1 item) from making one axis dominate. If a reference value is 0 or
+missing, that axis counts as 1 (no information), and so does a missing candidate value.
+
+Worked example: a real run (``assistant bench smollm2-135m-instruct:q8_0 smollm2-135m-instruct:q2_k
+--threads 1 --ctx 2048`` on a 2-core AMD EPYC VM; both variants requantized from the Q4_1 starter)::
+
+    variant  accuracy  tg128 tok/s  peak RSS   TTFT       PPL ratio  KLD    top-1
+    q8_0     0.8358    76.27        268.1 MiB  215.41 ms  1.000      0.000  100 %   (reference)
+    q2_k     0.8060    113.43       257.1 MiB  107.79 ms  1.336      0.424  61.1 %
+
+    accuracy   = 0.8060 / 0.8358 = 0.9643
+    throughput = 113.43 / 76.27  = 1.4872
+    memory     = 268.1 / 257.1   = 1.0428
+    latency    = 215.41 / 107.79 = 1.9984
+    PER(q2_k)  = (0.9643 * 1.4872 * 1.0428 * 1.9984) ** 0.25 = 1.3148
+    PER(q8_0)  = 1.0 exactly
+
+q2_k keeps 96 % of the task accuracy while generating 49 % faster and answering twice as fast, so it
+scores above the reference. (On SmolLM2 most "Q2_K" tensors fall back to Q4_0, whose kernels are quick; its
+memory barely drops because llama.cpp repacks Q4_0 weights into a second, CPU-friendly copy.) PER says
+nothing about *how much* quality loss is acceptable: read it next to the perplexity ratio, the KL divergence
+and the top-1 agreement, which the accuracy axis (67 coarse items) cannot resolve finely.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+FLOOR = 0.05
+# The ceiling mirrors the floor (1 / 0.05): no single axis can contribute more than 20x either way.
+CEILING = 1 / FLOOR
+
+Axis = tuple[str, str, bool]  # (axis name, metric key, True when a higher metric is better)
+AXES: tuple[Axis, ...] = (
+    ("accuracy", "accuracy", True),
+    ("throughput", "tg_tps", True),
+    ("memory", "peak_rss_mb", False),
+    ("latency", "ttft_ms", False),
+)
+# Speech variants: word accuracy (1 - WER), speed in multiples of real time (1 / RTF), peak memory, and the
+# time to transcribe one ~5 s dictation (what a user waits for after speaking).
+SPEECH_AXES: tuple[Axis, ...] = (
+    ("accuracy", "word_accuracy", True),
+    ("throughput", "x_realtime", True),
+    ("memory", "peak_rss_mb", False),
+    ("latency", "latency_ms", False),
+)
+
+
+def clamp(ratio: float) -> float:
+    return min(max(ratio, FLOOR), CEILING)
+
+
+def ratio(value: float | None, reference: float | None, higher_is_better: bool) -> float:
+    """The clamped ratio for one axis; 1.0 when either side is missing or the reference is 0."""
+    if value is None or reference is None or not math.isfinite(value) or not math.isfinite(reference):
+        return 1.0
+    if higher_is_better:
+        if reference <= 0:
+            return 1.0
+        return clamp(value / reference)
+    if value <= 0:
+        return CEILING if reference > 0 else 1.0
+    return clamp(reference / value)
+
+
+def ratios(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, ...] = AXES) -> dict[str, float]:
+    """Each axis's clamped ratio for ``row`` against ``reference`` (metric dicts, as in the --json rows)."""
+    return {name: ratio(row.get(key), reference.get(key), better) for name, key, better in axes}
+
+
+def geometric_mean(values: list[float]) -> float:
+    if not values:
+        raise ValueError("geometric mean of nothing")
+    if any(v <= 0 for v in values):
+        raise ValueError("geometric mean needs positive values")
+    return math.prod(values) ** (1 / len(values))
+
+
+def per(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, ...] = AXES) -> float:
+    """The PER score of ``row``. The reference scores exactly 1.0 (every ratio is x / x)."""
+    return geometric_mean(list(ratios(row, reference, axes).values()))

@@ -1,0 +1,191 @@
+"""Run measurement and quantization work in a fresh child process, talking JSON lines.
+
+Why a child process: peak RSS (``ru_maxrss``) is per process, so each variant's memory is its own only
+if it is measured alone; a llama.cpp crash on a bad file kills the child, not the app; and Ctrl+C can stop
+work stuck inside a C call (``llama_model_quantize`` has no abort hook) by killing the child, after which
+the parent removes whatever the child half-wrote.
+
+The child is the app itself (``python -m assistant _worker NAME SPEC``; the frozen binary runs
+``assistant _worker NAME SPEC``), so the same path is exercised in tests and in the packaged app. It writes
+events on stdout as lines starting with ``EVENT_PREFIX`` (anything else, e.g. stray C prints, is ignored),
+ending with one ``result`` or ``error`` event. The child runs in its own session, so a terminal Ctrl+C
+reaches only the parent, which then kills the child deterministically.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..errors import AssistantError, Cancelled
+
+EVENT_PREFIX = "@@assistant-worker "
+MiB = 1024 * 1024
+CANCEL_POLL_S = 0.05  # how often a cancellation request is checked while a child works
+# Worker name -> module with a ``work(spec, emit) -> dict`` function. A fixed list: the child never
+# imports a module named by its caller.
+WORKERS = {
+    "quantize": "assistant.quantize",
+    "bench.llm": "assistant.bench.llm",
+    "bench.speech": "assistant.bench.speech",
+}
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+class _Cancel(Protocol):
+    @property
+    def cancelled(self) -> bool: ...
+
+
+def command(name: str, spec: dict[str, Any]) -> list[str]:
+    payload = json.dumps(spec)
+    if getattr(sys, "frozen", False):
+        return [sys.executable, "_worker", name, payload]
+    return [sys.executable, "-m", "assistant", "_worker", name, payload]
+
+
+def run(
+    name: str,
+    spec: dict[str, Any],
+    on_event: Emit | None = None,
+    cancel: _Cancel | None = None,
+) -> dict[str, Any]:
+    """Run worker ``name`` on ``spec`` in a child process; return its result event.
+
+    ``on_event`` receives every progress event. ``cancel.cancelled`` is watched from a helper thread; Ctrl+C
+    (KeyboardInterrupt) and cancellation kill the child before ``Cancelled`` / the exception propagates.
+    """
+    if name not in WORKERS:
+        raise ValueError(f"unknown worker {name!r}")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryFile(mode="w+b") as err:
+        proc = subprocess.Popen(
+            command(name, spec),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        result: dict[str, Any] | None = None
+        failure: dict[str, Any] | None = None
+        finished = threading.Event()
+        if cancel is not None:
+            # A step can run for seconds without an event: kill the child as soon as cancel is set.
+            threading.Thread(target=_watch, args=(proc, cancel, finished), daemon=True).start()
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace")
+                if not line.startswith(EVENT_PREFIX):
+                    continue
+                event = json.loads(line[len(EVENT_PREFIX) :])
+                kind = event.get("event")
+                if kind == "result":
+                    result = event
+                elif kind == "error":
+                    failure = event
+                elif on_event is not None:
+                    on_event(event)
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled()
+            code = proc.wait()
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled()
+        except BaseException:
+            _kill(proc)
+            raise
+        finally:
+            finished.set()
+        err.seek(0)
+        log = err.read().decode("utf-8", "replace")
+        if (failure is not None or code != 0) and _debug():
+            sys.stderr.write(log)  # the child's traceback and llama.cpp's own messages
+        if failure is not None:
+            raise AssistantError(str(failure.get("message")), failure.get("hint"))
+        if code != 0 or result is None:
+            tail = [ln for ln in log.splitlines() if ln.strip()]
+            last = tail[-1].strip() if tail else ""
+            how = f"signal {-code}" if code < 0 else f"exit {code}"
+            raise AssistantError(
+                f"the {name} worker failed ({how}){': ' + last if last else ''}",
+                "run with --debug, or check the model file with 'assistant models verify'",
+            )
+        result.pop("event", None)
+        return result
+
+
+def _watch(proc: subprocess.Popen[bytes], cancel: _Cancel, finished: threading.Event) -> None:
+    while not finished.wait(CANCEL_POLL_S):
+        if cancel.cancelled:
+            if proc.poll() is None:
+                proc.kill()
+            return
+
+
+def _debug() -> bool:
+    return os.environ.get("ASSISTANT_DEBUG", "") not in ("", "0")
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def emit(event: dict[str, Any]) -> None:
+    """Child side: send one event to the parent."""
+    sys.stdout.write(EVENT_PREFIX + json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def main(name: str, payload: str) -> int:
+    """Child side: run worker ``name`` and report its result or error as events. Returns the exit code."""
+    if name not in WORKERS:
+        emit({"event": "error", "message": f"unknown worker {name!r}"})
+        return 2
+    try:
+        spec = json.loads(payload)
+        module = importlib.import_module(WORKERS[name])
+        result = module.work(spec, emit)
+    except KeyboardInterrupt:
+        return 130
+    except AssistantError as exc:
+        emit({"event": "error", "message": exc.message, "hint": exc.hint})
+        return 1
+    except Exception as exc:
+        if _debug():
+            traceback.print_exc()
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        emit({"event": "error", "message": f"{type(exc).__name__}: {detail}", "hint": "run with --debug"})
+        return 1
+    emit({"event": "result", **result})
+    return 0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        return float(getattr(psutil.Process().memory_info(), "peak_wset", 0)) / MiB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MiB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+def mean_sd(values: list[float], digits: int = 3) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return round(mean, digits), round(sd, digits)

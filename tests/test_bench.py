@@ -1,0 +1,184 @@
+"""``assistant bench`` on real models: SmolLM2 quantized to q8_0 and q2_k for real, then benchmarked --quick;
+Whisper tiny.en on the shipped clips."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SMOL, WHISPER, assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.slow
+
+Q8 = "smollm2-135m-instruct:q8_0"
+Q2 = "smollm2-135m-instruct:q2_k"
+MiB = 1024 * 1024
+REQUIRED_KEYS = {
+    "id", "size_bytes", "load_s", "pp_tps", "tg_tps", "ttft_ms", "peak_rss_mb", "ppl_ratio", "kld", "top1_agreement",
+    "accuracy", "per", "load_s_sd", "pp_tps_sd", "tg_tps_sd", "ttft_ms_sd", "fit_estimate_mb", "fit_error_pct",
+    "reference", "per_axes",
+}  # fmt: skip
+
+
+@contextmanager
+def _home(home: Path) -> Iterator[None]:
+    saved = os.environ.get("ASSISTANT_HOME")
+    os.environ["ASSISTANT_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("ASSISTANT_HOME", None)
+        else:
+            os.environ["ASSISTANT_HOME"] = saved
+
+
+@pytest.fixture(scope="module")
+def bench_home(starter_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home of its own for this module: the SmolLM2 starter plus q8_0 and q2_k made from it."""
+    from assistant import gguf
+    from assistant.store import Installed, Store
+
+    home = tmp_path_factory.mktemp("bench-home")
+    with _home(home):
+        path = starter_files[SMOL]
+        store = Store()
+        store.add(Installed(id=SMOL, kind="llm", path=path, managed=False, size_bytes=path.stat().st_size,
+                            sha256=None, source="test-fixture", info=gguf.read(path).summary()))  # fmt: skip
+        store.conn.close()
+    result = run_cli("models", "quantize", SMOL, "--to", "q8_0,q2_k", env={"ASSISTANT_HOME": str(home)})
+    assert result.returncode == 0, result.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench_home: Path) -> dict[str, Any]:
+    result = run_cli("bench", Q8, Q2, "--quick", "--json", env={"ASSISTANT_HOME": str(bench_home)})
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def _rows(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["id"]: row for row in run["results"]}
+
+
+def test_quick_bench_reports_every_key(quick_run: dict[str, Any]) -> None:
+    rows = _rows(quick_run)
+    assert set(rows) == {Q8, Q2}
+    for row in rows.values():
+        assert set(row) >= REQUIRED_KEYS, REQUIRED_KEYS - set(row)
+    assert quick_run["run_id"] is not None
+    assert quick_run["quick"] is True and quick_run["fingerprint"]["llama_cpp"]
+
+
+def test_reference_is_highest_precision_and_scores_exactly_one(quick_run: dict[str, Any]) -> None:
+    rows = _rows(quick_run)
+    ref = rows[Q8]
+    assert ref["is_reference"] and rows[Q2]["reference"] == Q8
+    assert ref["per"] == 1.0  # exactly: every ratio is x / x
+    assert ref["ppl_ratio"] == 1.0 and ref["kld"] == 0.0 and ref["top1_agreement"] == 1.0
+
+
+def test_quick_bench_values_are_sane(quick_run: dict[str, Any]) -> None:
+    rows = _rows(quick_run)
+    q2 = rows[Q2]
+    assert q2["ppl_ratio"] > 1.0  # 2-bit weights predict the text worse than 8-bit ones
+    assert q2["kld"] > 0.0
+    assert 0.0 < q2["top1_agreement"] < 1.0
+    assert q2["size_bytes"] < rows[Q8]["size_bytes"]
+    for row in rows.values():
+        assert row["tg_tps"] > 0 and row["pp_tps"] > row["tg_tps"]  # a batch of 512 beats one token at a time
+        assert row["ttft_ms"] > 0 and row["load_s"] > 0
+        # every weight is read during the speed tests, so the mapped file counts in RSS
+        assert row["peak_rss_mb"] > row["size_bytes"] / MiB
+        assert abs(row["fit_error_pct"]) < 60
+        assert row["tasks_total"] >= 50 and 0.0 <= row["accuracy"] <= 1.0
+        assert min(row["per_axes"].values()) >= 0.05 and max(row["per_axes"].values()) <= 20
+        assert row["per"] > 0
+    assert rows[Q8]["accuracy"] > 0.5  # well above chance (about 0.33 for these 2-4 way items)
+
+
+def test_run_is_stored_and_exported(quick_run: dict[str, Any], bench_home: Path, tmp_path: Path) -> None:
+    env = {"ASSISTANT_HOME": str(bench_home)}
+    run_id = str(quick_run["run_id"])
+    history = run_cli("bench", "history", "--json", env=env)
+    assert history.returncode == 0, history.stderr
+    runs = {r["run_id"]: r for r in json.loads(history.stdout)}
+    assert [r["id"] for r in runs[int(run_id)]["results"]] == [Q8, Q2]
+
+    csv_out = run_cli("bench", "export", run_id, "--format", "csv", env=env)
+    lines = csv_out.stdout.strip().splitlines()
+    assert lines[0].startswith("run_id,id,") and "per" in lines[0].split(",")
+    assert len(lines) == 3
+
+    md_file = tmp_path / "run.md"
+    md = run_cli("bench", "export", "last", "--format", "md", "-o", str(md_file), env=env)
+    assert md.returncode == 0, md.stderr
+    text = md_file.read_text()
+    assert "| model |" in text and f"{Q8} *" in text and "PER" in text
+
+    js = run_cli("bench", "export", run_id, "--format", "json", env=env)
+    assert json.loads(js.stdout)["results"][0]["id"] == Q8
+
+    svg = tmp_path / "plot.svg"
+    plotted = run_cli("bench", "plot", run_id, "--svg", str(svg), "--width", "80", env=env)
+    assert plotted.returncode == 0, plotted.stderr
+    assert "q2_k" in plotted.stdout and svg.read_text().startswith("<svg")
+
+    compared = run_cli("bench", "compare", run_id, run_id, "--json", env=env)
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["differences"] == {run_id: []}
+
+
+def test_interrupted_bench_stores_nothing(bench_home: Path, quick_run: dict[str, Any]) -> None:
+    from assistant.bench import llm, results
+
+    with _home(bench_home):
+        before = [r.id for r in results.history()]
+
+        def interrupt(model_id: str, event: dict[str, Any]) -> None:
+            if event.get("event") == "advance":
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            llm.run([Q2], options=llm.Options(reps=1, quick=True, threads=1, ctx=1024), progress=interrupt)
+        assert [r.id for r in results.history()] == before
+
+
+def test_reference_choice(bench_home: Path) -> None:
+    from assistant.bench import llm
+    from assistant.store import Store
+
+    with _home(bench_home):
+        store = Store()
+        targets = llm.resolve_targets([Q2, SMOL, Q8], store)
+        assert llm.choose_references(targets)["smollm2-135m-instruct"].id == Q8
+        forced = llm.choose_references(targets, targets[0])
+        assert forced["smollm2-135m-instruct"].id == Q2
+        store.conn.close()
+
+
+def test_speech_bench_quick(installed_models: dict[str, object]) -> None:
+    result = run_cli("bench", WHISPER, "--quick", "--json")
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)["results"]
+    assert row["id"] == WHISPER and row["per"] == 1.0
+    assert 0 < row["rtf"] < 5 and row["wer"] < 0.5
+    assert row["peak_rss_mb"] > 0 and row["latency_ms"] > 0
+    assert {"load_s", "rtf_sd", "fit_estimate_mb", "x_realtime"} <= set(row)
+
+
+def test_mixed_kinds_and_unknown_models_are_one_line_errors(installed_models: dict[str, object]) -> None:
+    mixed = run_cli("bench", SMOL, WHISPER, "--quick")
+    assert "separately" in assert_one_line_error(mixed)
+    unknown = run_cli("bench", "nothing-here:q1", "--quick")
+    assert "not installed" in assert_one_line_error(unknown)
+    no_run = run_cli("bench", "export", "99")
+    assert "no benchmark run 99" in assert_one_line_error(no_run)

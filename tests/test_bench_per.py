@@ -1,0 +1,88 @@
+"""The PER score: ratios against the reference, fixed floors, geometric mean."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from assistant.bench import per
+
+REF = {"accuracy": 0.8358, "tg_tps": 76.27, "peak_rss_mb": 268.1, "ttft_ms": 215.41}
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [REF, {"accuracy": 0.3, "tg_tps": 1.7, "peak_rss_mb": 4096.5, "ttft_ms": 0.9}, {"accuracy": 1.0, "tg_tps": 3e3,
+     "peak_rss_mb": 77.7, "ttft_ms": 12345.6}],
+)  # fmt: skip
+def test_reference_scores_exactly_one(ref: dict[str, float]) -> None:
+    assert per.per(ref, ref) == 1.0
+    assert set(per.ratios(ref, ref).values()) == {1.0}
+
+
+def test_worked_example_from_the_docstring() -> None:
+    q2 = {"accuracy": 0.8060, "tg_tps": 113.43, "peak_rss_mb": 257.1, "ttft_ms": 107.79}
+    ratios = per.ratios(q2, REF)
+    assert ratios["accuracy"] == pytest.approx(0.9643, abs=5e-5)
+    assert ratios["throughput"] == pytest.approx(1.4872, abs=5e-5)
+    assert ratios["memory"] == pytest.approx(1.0428, abs=5e-5)
+    assert ratios["latency"] == pytest.approx(1.9984, abs=5e-5)
+    assert per.per(q2, REF) == pytest.approx(1.3148, abs=5e-5)
+    assert "PER(q2_k)  = (0.9643 * 1.4872 * 1.0428 * 1.9984) ** 0.25 = 1.3148" in (per.__doc__ or "")
+
+
+def test_floor_keeps_a_collapsed_axis_from_zeroing_the_score() -> None:
+    broken = {**REF, "accuracy": 0.0}
+    assert per.ratios(broken, REF)["accuracy"] == per.FLOOR
+    assert per.per(broken, REF) == pytest.approx(per.FLOOR**0.25)
+    assert per.per(broken, REF) > 0
+
+
+def test_ceiling_keeps_one_axis_from_dominating() -> None:
+    fast = {**REF, "tg_tps": REF["tg_tps"] * 1000}
+    assert per.ratios(fast, REF)["throughput"] == per.CEILING
+    assert per.per(fast, REF) == pytest.approx(per.CEILING**0.25)
+
+
+def test_geometric_mean_trades_axes_fairly() -> None:
+    # twice as fast with twice the memory is even with the reference
+    traded = {**REF, "tg_tps": REF["tg_tps"] * 2, "peak_rss_mb": REF["peak_rss_mb"] * 2}
+    assert per.per(traded, REF) == pytest.approx(1.0)
+    # lower-is-better axes invert: half the latency is a ratio of 2
+    assert per.ratios({**REF, "ttft_ms": REF["ttft_ms"] / 2}, REF)["latency"] == pytest.approx(2.0)
+
+
+def test_missing_or_zero_reference_values_count_as_no_information() -> None:
+    assert per.ratio(None, 1.0, True) == 1.0
+    assert per.ratio(1.0, None, True) == 1.0
+    assert per.ratio(0.5, 0.0, True) == 1.0  # reference accuracy 0: no scale to compare against
+    assert per.ratio(float("nan"), 1.0, True) == 1.0
+    assert per.ratio(0.0, 10.0, False) == per.CEILING  # zero memory / latency: best possible
+    row = {"accuracy": 0.5, "tg_tps": 10.0}
+    assert per.ratios(row, REF)["memory"] == 1.0
+
+
+def test_scores_do_not_depend_on_the_other_variants() -> None:
+    """Unlike min-max normalisation, adding a terrible variant changes nobody else's score."""
+    a = {"accuracy": 0.8, "tg_tps": 60.0, "peak_rss_mb": 200.0, "ttft_ms": 50.0}
+    before = per.per(a, REF)
+    terrible = {"accuracy": 0.0, "tg_tps": 0.1, "peak_rss_mb": 9e9, "ttft_ms": 9e9}
+    assert per.per(terrible, REF) == pytest.approx(per.FLOOR)
+    assert per.per(a, REF) == before
+
+
+def test_geometric_mean_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        per.geometric_mean([])
+    with pytest.raises(ValueError):
+        per.geometric_mean([1.0, 0.0])
+    assert per.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
+    assert math.isclose(per.geometric_mean([1.0] * 4), 1.0)
+
+
+def test_speech_axes() -> None:
+    ref = {"word_accuracy": 0.9, "x_realtime": 10.0, "peak_rss_mb": 300.0, "latency_ms": 500.0}
+    assert per.per(ref, ref, per.SPEECH_AXES) == 1.0
+    slower = {**ref, "x_realtime": 5.0}
+    assert per.ratios(slower, ref, per.SPEECH_AXES)["throughput"] == pytest.approx(0.5)
