@@ -48,7 +48,7 @@ class ChatSettings(_Section):
 
 class SpeechSettings(_Section):
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8, int8_float32, float32...).")
-    beam_size: int = Field(1, ge=1, le=20, description="Beam width for transcription (1 = greedy, fastest).")
+    beam_size: int = Field(2, ge=1, le=20, description="Beam width for transcription (1 = greedy, fastest).")
     vad: bool = Field(True, description="Skip silence with the Silero VAD bundled in faster-whisper.")
     language: str | None = Field(None, description="Spoken language code; unset = detect (multilingual models).")
     word_timestamps: bool = Field(False, description="Compute per-word timestamps.")

@@ -1,0 +1,514 @@
+"""Speech commands: ``transcribe`` files, ``dictate`` from the microphone, ``talk`` to a model, ``say`` text.
+
+numpy, faster_whisper and sounddevice load inside the commands, never at import (``assistant --help``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import cli
+from ._common import emit_json, stderr_console, stdout_console
+
+if TYPE_CHECKING:
+    from ..audio import AudioSource
+    from ..dictation import Dictation, DictationEvent
+    from ..speech import Transcriber
+
+FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
+
+
+# -- transcribe ---------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--format", "-f", "fmt", type=click.Choice(FORMAT_CHOICES), default="txt", show_default=True, help="Output format."
+)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write one FILE-NAME.FORMAT per input into this folder instead of printing.",
+)
+@click.option("--model", "-m", "model_id", metavar="ID", help="Speech model (default: config models.speech).")
+@click.option("--beam", type=click.IntRange(1, 20), help="Beam width (default: config speech.beam_size).")
+@click.option("--word-timestamps", is_flag=True, default=None, help="Per-word times (in --format json).")
+@click.option("--language", metavar="CODE", help="Spoken language, e.g. en (multilingual models; default: detect).")
+@click.option("--vad/--no-vad", default=None, help="Skip silence with Silero VAD (default: config speech.vad).")
+def transcribe(
+    files: tuple[Path, ...],
+    fmt: str,
+    as_json: bool,
+    out_dir: Path | None,
+    model_id: str | None,
+    beam: int | None,
+    word_timestamps: bool | None,
+    language: str | None,
+    vad: bool | None,
+) -> None:
+    """Transcribe audio files (wav, flac, mp3, ogg, m4a...) to text, subtitles (srt, vtt) or JSON.
+
+    A file that cannot be read is reported on one line and skipped; the others are still transcribed, and
+    the exit status is 1 if any failed.
+    """
+    from ..errors import AssistantError
+    from ..speech import load_audio, render
+
+    fmt = "json" if as_json else fmt
+    console = stderr_console()
+    transcriber: Transcriber | None = None
+    failures = 0
+    documents: list[dict[str, Any]] = []
+    used_names: set[str] = set()
+    if out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AssistantError(f"{out_dir}: cannot create the output folder: {exc.strerror or exc}") from None
+    for file in files:
+        try:
+            samples = load_audio(file)
+        except AssistantError as exc:
+            failures += 1
+            click.echo(f"error: {exc}", err=True)
+            continue
+        if transcriber is None:  # the model loads once the first file has proved readable
+            transcriber = _load_transcriber(
+                model_id, beam_size=beam, word_timestamps=word_timestamps, language=language, vad=vad
+            )
+        transcript = transcriber.transcribe(samples)
+        segments = _collect(transcript, file.name, console)
+        text = render(fmt, segments, transcript.info, str(file))  # type: ignore[arg-type]
+        if out_dir is not None:
+            target = out_dir / _unique_name(f"{file.stem}.{fmt}", used_names)
+            _write_atomic(target, text)
+            click.echo(f"wrote {target}")
+        elif fmt == "json" and len(files) > 1:
+            import json
+
+            documents.append(json.loads(text))
+        else:
+            if len(files) > 1:  # headed like `head` does with several files
+                click.echo(f"{'' if file == files[0] else chr(10)}==> {file} <==")
+            click.echo(text, nl=not text.endswith("\n"))
+    if documents:
+        emit_json(documents)
+    if failures:
+        sys.exit(1)
+
+
+def _load_transcriber(model_id: str | None, **options: Any) -> Transcriber:
+    from ..speech import Transcriber
+
+    status = stderr_console().status("loading the speech model…") if sys.stderr.isatty() else nullcontext()
+    with status:
+        return Transcriber.from_settings(model_id, **options)
+
+
+def _collect(transcript: Any, label: str, console: Any) -> list[Any]:
+    """Drain the transcript, with a progress bar by audio seconds done when stderr is a terminal."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    duration = transcript.info.duration
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TimeRemainingColumn(),
+    ]
+    segments = []
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(label, total=max(duration, 0.01))
+        for segment in transcript:
+            segments.append(segment)
+            progress.update(task, completed=min(segment.end, duration))
+    return segments
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """Two inputs named alike (a/x.wav, b/x.wav) must not overwrite each other's output."""
+    stem, dot, ext = name.rpartition(".")
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{ext}"
+    used.add(candidate)
+    return candidate
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    from ..errors import AssistantError
+
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise AssistantError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+# -- dictate / talk -----------------------------------------------------------------------------------------
+
+
+def _source(device: str | None, from_file: Path | None, fast: bool, max_seconds: float | None) -> AudioSource:
+    from .. import config
+    from ..audio import MicrophoneSource, WavFileSource
+
+    if from_file is not None:
+        return WavFileSource(from_file, realtime=not fast)
+    return MicrophoneSource(
+        device if device is not None else config.load().speech.input_device, max_seconds=max_seconds
+    )
+
+
+def _events(dictation: Dictation, source: AudioSource, ctrl_c_stops: bool) -> Iterator[DictationEvent]:
+    """Run the dictation in a thread so Ctrl+C reaches us here. With ``ctrl_c_stops`` the first Ctrl+C stops
+    recording and keeps the text (a second quits); otherwise Ctrl+C drops the recording and quits."""
+    events: queue.Queue[Any] = queue.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            for event in dictation.run(source):
+                events.put(event)
+        except BaseException as exc:  # re-raised in the main thread
+            events.put(exc)
+        finally:
+            events.put(done)
+
+    thread = threading.Thread(target=work, name="dictation", daemon=True)
+    thread.start()
+    interrupted = False
+    while True:
+        try:
+            item = events.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:
+            if interrupted or not ctrl_c_stops:
+                dictation.cancel()
+                raise
+            interrupted = True
+            dictation.stop()
+            continue
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class _Display:
+    """Shows dictation as it happens: a live line (meter, final text, dimmed tentative text) on a terminal,
+    or the committed words appended to stdout as they come when piped."""
+
+    def __init__(self, live: bool, hint: str) -> None:
+        self.live = live
+        self.hint = hint
+        self.level = 0.0
+        self.committed = ""
+        self.tentative = ""
+        self._live: Any = None
+
+    def __enter__(self) -> _Display:
+        if self.live:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=stdout_console(), transient=True, refresh_per_second=12)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        bars = int(self.level * 10)
+        text = Text("● " if self.level > 0.1 else "○ ", style="red" if self.level > 0.1 else "dim")
+        text.append("▮" * bars + "▯" * (10 - bars), style="green")
+        text.append("  " + self.committed)
+        if self.tentative:
+            text.append((" " if self.committed else "") + self.tentative, style="dim")
+        if not self.committed and not self.tentative:
+            text.append(f"listening… ({self.hint})", style="dim")
+        return text
+
+    def update(self, event: DictationEvent) -> None:
+        from ..dictation import Committed, Level, Partial
+
+        if isinstance(event, Level):
+            self.level = event.value
+        elif isinstance(event, Partial):
+            self.committed, self.tentative = event.committed, event.tentative
+        elif isinstance(event, Committed) and not self.live:
+            click.echo(("" if not self.committed else " ") + event.text, nl=False)
+            self.committed = event.committed
+            return
+        if self._live is not None:
+            self._live.update(self._render())
+
+
+def _dictate_once(
+    transcriber: Transcriber,
+    source: AudioSource,
+    stop_after_silence: float | None,
+    *,
+    show: bool,
+    label: str = "",
+    talk: bool = False,
+) -> tuple[str, Any, Dictation]:
+    """Record until stopped; show the words as they come (``label`` before them); return the final text."""
+    from ..dictation import Dictation, Final
+
+    dictation = Dictation(transcriber, stop_after_silence=stop_after_silence)
+    final = None
+    live = show and sys.stdout.isatty()
+    hint = "pause to send, Ctrl+C to quit" if talk else "Ctrl+C to stop"
+    if show and not live and label:
+        click.echo(label, nl=False)
+    with source, _Display(live, hint) as display:
+        for event in _events(dictation, source, ctrl_c_stops=not talk):
+            if isinstance(event, Final):
+                final = event
+            elif show:
+                display.update(event)
+    if final is None:
+        from ..errors import Cancelled
+
+        raise Cancelled()
+    if show and not live:
+        # the committed words were printed as they came; add what the last pass decided
+        rest = final.text[len(display.committed) :].strip() if final.text.startswith(display.committed) else ""
+        click.echo((" " if display.committed and rest else "") + rest)
+    elif show:
+        click.echo(label + final.text)
+    return final.text, final, dictation
+
+
+@cli.command()
+@click.option(
+    "--device", "-d", metavar="DEVICE", help="Microphone index or name (default: config speech.input_device)."
+)
+@click.option("--list-devices", is_flag=True, help="List the microphones and exit.")
+@click.option(
+    "--file",
+    "from_file",
+    type=click.Path(path_type=Path),
+    help="Dictate from an audio file instead of the microphone, played in real time (see --fast).",
+)
+@click.option("--fast", is_flag=True, help="With --file: feed the file as fast as it can be transcribed.")
+@click.option("--model", "-m", "model_id", metavar="ID", help="Speech model (default: config models.speech).")
+@click.option(
+    "--stop-after-silence",
+    type=click.FloatRange(0.2, 60.0),
+    metavar="SECONDS",
+    help="Stop once you have been silent this long (default: Ctrl+C stops).",
+)
+@click.option("--max-seconds", type=click.FloatRange(0.5), help="Stop after recording this long.")
+@click.option(
+    "--send/--no-send",
+    "--auto-send",
+    "send",
+    default=None,
+    help="Send the text to a new chat and print the reply (default: config speech.auto_send).",
+)
+@click.option("--chat-model", metavar="ID", help="With --send: the chat model (default: config models.chat).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, seconds, latency) at the end.")
+def dictate(
+    device: str | None,
+    list_devices: bool,
+    from_file: Path | None,
+    fast: bool,
+    model_id: str | None,
+    stop_after_silence: float | None,
+    max_seconds: float | None,
+    send: bool | None,
+    chat_model: str | None,
+    as_json: bool,
+) -> None:
+    """Dictate: speak, and the text appears as you go (words shown plain are final, dimmed ones may change).
+
+    Ctrl+C stops recording and prints the final text; a second Ctrl+C quits.
+    """
+    from .. import config
+    from ..audio import input_devices
+
+    if list_devices:
+        _print_devices(input_devices(), as_json)
+        return
+    settings = config.load()
+    source = _source(device, from_file, fast, max_seconds)  # no microphone: fail before loading anything
+    transcriber = _load_transcriber(model_id)
+    send = settings.speech.auto_send if send is None else send
+    text, final, dictation = _dictate_once(transcriber, source, stop_after_silence, show=not as_json)
+    if as_json:
+        emit_json(
+            {
+                "text": text,
+                "audio_seconds": round(final.audio_seconds, 3),
+                "latency_seconds": round(final.latency, 3),
+                "passes": dictation.passes,
+                "source": source.name,
+            }
+        )
+    if send and text.strip():
+        session, chat = _open_session(chat_model)
+        try:
+            _reply(text, session, chat, _speaker(settings.speech.speak_replies))
+        finally:
+            session.close()
+
+
+def _print_devices(devices: list[Any], as_json: bool) -> None:
+    if as_json:
+        emit_json([d.to_json() for d in devices])
+        return
+    if not devices:
+        click.echo("no microphones found")
+        return
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        click.echo(f"{mark} {d.index:>2}  {d.name}  ({d.hostapi}, {d.channels} ch, {d.default_samplerate:.0f} Hz)")
+
+
+def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
+    """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``)."""
+    from .chat import _ctrl_c_cancels
+
+    turn = session.send(chat.id, text)
+    wrote = False
+    with _ctrl_c_cancels(turn):
+        for chunk in turn:
+            if chunk.notice:
+                click.secho(f"[{chunk.notice}]", err=True, dim=True)
+            if chunk.text:
+                click.echo(chunk.text, nl=False)
+                wrote = True
+                if speaker is not None:
+                    speaker.feed(chunk.text)
+    if wrote:
+        click.echo()
+    if speaker is not None:
+        speaker.finish()
+        if speaker.errors:
+            click.secho(f"could not read aloud: {speaker.errors[-1]}", err=True, dim=True)
+            speaker.errors.clear()
+
+
+def _open_session(chat_model: str | None) -> tuple[Any, Any]:
+    from .chat import _open_chat, _session
+
+    session = _session(None)
+    try:
+        return session, _open_chat(session, None, chat_model, None, {})
+    except BaseException:
+        session.close()
+        raise
+
+
+def _speaker(speak: bool) -> Any:
+    if not speak:
+        return None
+    from ..tts import Speaker
+
+    return Speaker()
+
+
+@cli.command()
+@click.option(
+    "--device", "-d", metavar="DEVICE", help="Microphone index or name (default: config speech.input_device)."
+)
+@click.option(
+    "--file",
+    "from_file",
+    type=click.Path(path_type=Path),
+    help="Say this audio file instead of using the microphone (one turn, then exit).",
+)
+@click.option("--model", "-m", "chat_model", metavar="ID", help="Chat model (default: config models.chat).")
+@click.option("--speech-model", metavar="ID", help="Speech model (default: config models.speech).")
+@click.option(
+    "--speak/--no-speak", default=None, help="Read replies aloud with espeak-ng (default: config speech.speak_replies)."
+)
+@click.option(
+    "--pause",
+    type=click.FloatRange(0.2, 10.0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Silence that ends what you say and sends it.",
+)
+def talk(
+    device: str | None,
+    from_file: Path | None,
+    chat_model: str | None,
+    speech_model: str | None,
+    speak: bool | None,
+    pause: float,
+) -> None:
+    """Voice chat: speak, pause, and what you said is sent; the reply streams (and is read aloud if enabled).
+
+    Ctrl+C while you speak sends nothing and quits; Ctrl+C during a reply stops the reply.
+    """
+    from .. import config
+
+    settings = config.load()
+    source = _source(device, from_file, False, None)
+    speaker = _speaker(settings.speech.speak_replies if speak is None else speak)
+    transcriber = _load_transcriber(speech_model)
+    session, chat = _open_session(chat_model)
+    try:
+        while True:
+            text, _, _ = _dictate_once(transcriber, source, pause, show=True, label="you: ", talk=True)
+            if text.strip():
+                _reply(text, session, chat, speaker)
+            if from_file is not None:
+                return
+            source = _source(device, None, False, None)
+    finally:
+        if speaker is not None:
+            speaker.stop()
+        session.close()
+
+
+@cli.command()
+@click.argument("text", nargs=-1, required=True)
+@click.option("--voice", metavar="NAME", help="espeak-ng voice, e.g. en-us, en-gb, en-us+f3 ('espeak-ng --voices').")
+@click.option("--speed", type=click.IntRange(80, 500), help="Words per minute (espeak-ng default 175).")
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write a WAV file instead of playing."
+)
+def say(text: tuple[str, ...], voice: str | None, speed: int | None, out: Path | None) -> None:
+    """Read TEXT aloud with espeak-ng (what 'talk' and speech.speak_replies use)."""
+    from ..errors import AssistantError
+    from ..tts import Speaker, synthesize
+
+    words = " ".join(text)
+    if out is not None:
+        synthesize(words, out, voice=voice, speed=speed)
+        click.echo(f"wrote {out}")
+        return
+    speaker = Speaker(voice=voice, speed=speed)
+    speaker.say(words)
+    try:
+        speaker.finish()
+    except KeyboardInterrupt:
+        speaker.stop()
+        raise
+    if speaker.errors:
+        raise AssistantError(f"could not play audio: {speaker.errors[-1]}", "use --out FILE.wav to write a file")

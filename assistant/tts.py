@@ -1,0 +1,142 @@
+"""Reading text aloud with espeak-ng (a subprocess: small, offline, in every Linux distribution).
+
+``Speaker.feed(text)`` takes a reply as it streams and speaks each sentence once it is complete, so the
+first sentence is heard while the rest is still being generated; ``finish()`` speaks the remainder and
+waits. ``synthesize(text, path)`` writes a WAV instead of playing (tests, and making speech clips).
+Reading replies aloud is the ``speech.speak_replies`` setting (off by default).
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+from .errors import AssistantError
+
+MISSING_HINT = "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng), or set speech.speak_replies = false"
+# A sentence ends at . ! ? or a newline, followed by whitespace; "3.5" and "e.g.x" do not end one.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Markdown a listener should not hear: emphasis marks, code fences, heading hashes, link targets.
+_MARKUP = re.compile(r"```[^\n]*|[*_`#>]+|\]\([^)]*\)|\[")
+
+
+def executable() -> str | None:
+    """The espeak-ng (or older espeak) program, or None when neither is installed."""
+    return shutil.which("espeak-ng") or shutil.which("espeak")
+
+
+def available() -> bool:
+    return executable() is not None
+
+
+def _require() -> str:
+    exe = executable()
+    if exe is None:
+        raise AssistantError("cannot read aloud: espeak-ng is not installed", MISSING_HINT)
+    return exe
+
+
+def clean(text: str) -> str:
+    """What to say for a piece of Markdown: the words, not the markup."""
+    return " ".join(_MARKUP.sub(" ", text).split())
+
+
+def _command(exe: str, voice: str | None, speed: int | None, out: Path | None) -> list[str]:
+    # Text goes through stdin, never argv: a reply starting with "-" must not become an option.
+    cmd = [exe, "--stdin"]
+    if voice:
+        cmd += ["-v", voice]
+    if speed:
+        cmd += ["-s", str(speed)]
+    if out is not None:
+        cmd += ["-w", str(out)]
+    return cmd
+
+
+def synthesize(text: str, path: Path, *, voice: str | None = None, speed: int | None = None) -> Path:
+    """Speak ``text`` into the WAV file ``path`` (22.05 kHz mono, espeak-ng's native rate)."""
+    exe = _require()
+    partial = path.with_name(path.name + ".partial")
+    result = subprocess.run(_command(exe, voice, speed, partial), input=text, capture_output=True, text=True)
+    if result.returncode != 0 or not partial.exists():
+        partial.unlink(missing_ok=True)
+        detail = (result.stderr.strip().splitlines() or ["failed"])[0]
+        raise AssistantError(f"espeak-ng: {detail}", "check the voice name: 'espeak-ng --voices'")
+    partial.replace(path)
+    return path
+
+
+class Speaker:
+    """Speaks sentences one after another in a background thread; ``stop()`` silences it at once."""
+
+    def __init__(self, *, voice: str | None = None, speed: int | None = None) -> None:
+        self.exe = _require()
+        self.voice = voice
+        self.speed = speed
+        self.errors: list[str] = []
+        self._pending = ""
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="speaker", daemon=True)
+        self._thread.start()
+
+    def say(self, text: str) -> None:
+        """Queue ``text`` to be spoken as is (after whatever is already queued)."""
+        spoken = clean(text)
+        if spoken:
+            self._queue.put(spoken)
+
+    def feed(self, text: str) -> None:
+        """Add streamed reply text; every sentence completed by it is queued."""
+        self._pending += text
+        parts = _SENTENCE_END.split(self._pending)
+        self._pending = parts.pop()
+        for sentence in parts:
+            self.say(sentence)
+
+    def finish(self, timeout: float | None = None) -> None:
+        """Speak what is left of the fed text and wait until everything queued has been said."""
+        if self._pending.strip():
+            self.say(self._pending)
+        self._pending = ""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def stop(self) -> None:
+        """Silence now: drop the queue and end the sentence being spoken."""
+        self._stopped.set()
+        self._pending = ""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._queue.put(None)
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                self._process.terminate()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None or self._stopped.is_set():
+                return
+            with self._lock:
+                self._process = subprocess.Popen(
+                    _command(self.exe, self.voice, self.speed, None),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                process = self._process
+            _, err = process.communicate(item)
+            # espeak-ng exits 0 even when it could not open the sound device; it only says so on stderr
+            if process.returncode != -15 and err.strip():
+                self.errors.append(err.strip().splitlines()[-1])

@@ -1,0 +1,336 @@
+"""Streaming dictation through the exact path a microphone takes: an AudioSource -> Dictation, real model."""
+
+from __future__ import annotations
+
+import importlib.abc
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _speech_helpers import WER_THRESHOLD, joined_clips, wait_until, write_wav
+
+from assistant import audio as audio_module
+from assistant.audio import SAMPLE_RATE, MicrophoneSource, WavFileSource, _Resampler, level
+from assistant.dictation import (
+    Committed,
+    Dictation,
+    DictationEvent,
+    Final,
+    Level,
+    LocalAgreement,
+    Partial,
+    _looks_like_a_loop,
+)
+from assistant.errors import AssistantError
+from assistant.speech import Segment, TranscribeOptions, Transcriber, load_audio, reference_clips, word_error_rate
+
+WHISPER = "whisper-tiny.en:int8"
+
+
+@pytest.fixture(scope="module")
+def transcriber(starter_files: dict[str, Path]) -> Transcriber:
+    return Transcriber(starter_files[WHISPER], compute_type="int8", threads=2, options=TranscribeOptions())
+
+
+def check_committed_never_changes(events: list[DictationEvent]) -> Final:
+    """Every event's committed text extends the previous one word for word; the final text extends the last."""
+    committed: list[str] = []
+    finals = []
+    for event in events:
+        if isinstance(event, Committed | Partial):
+            now = event.committed.split()
+            assert now[: len(committed)] == committed, (committed, now)
+            committed = now
+        if isinstance(event, Committed):
+            assert event.committed.endswith(event.text)
+        if isinstance(event, Final):
+            finals.append(event)
+            assert event.text.split()[: len(committed)] == committed
+    assert len(finals) == 1 and events[-1] is finals[0]
+    return finals[0]
+
+
+# -- LocalAgreement ------------------------------------------------------------------------------------------
+
+
+def test_local_agreement_commits_the_common_start_of_two_hypotheses() -> None:
+    policy = LocalAgreement()
+    assert policy.update(["good", "morning."]) == []  # one hypothesis agrees with nothing yet
+    assert policy.update(["good", "morning,", "please"]) == ["good"]
+    assert policy.previous == ["morning,", "please"]
+    assert policy.update(["morning,", "please", "add"]) == ["morning,", "please"]
+    assert policy.update(["milk"]) == []  # the tail changed entirely: nothing new is agreed
+    policy.clear()
+    assert policy.previous == []
+
+
+def test_loop_detector() -> None:
+    looped = [Segment(0, 5, "Turn off the lights. " * 12)]
+    assert _looks_like_a_loop(looped, 5.0)
+    assert not _looks_like_a_loop([Segment(0, 5, "Turn off the lights in the kitchen before bed.")], 5.0)
+    assert _looks_like_a_loop([Segment(0, 1, " ".join(["w"] * 30))], 1.0)
+
+
+# -- real model ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_streamed_partials_converge_to_the_whole_file_transcript(transcriber: Transcriber) -> None:
+    clips = reference_clips()
+    finals, wholes = [], []
+    for clip in clips:
+        dictation = Dictation(transcriber)
+        events = list(dictation.run(WavFileSource(clip.path)))
+        final = check_committed_never_changes(events)
+        assert any(isinstance(e, Level) for e in events)
+        assert any(isinstance(e, Committed) for e in events), f"{clip.id}: nothing committed before the end"
+        assert final.audio_seconds == pytest.approx(len(load_audio(clip.path)) / SAMPLE_RATE, abs=0.01)
+        assert dictation.passes >= 2
+        finals.append(final.text)
+        wholes.append(transcriber.transcribe(clip.path).text())
+    references = [c.text for c in clips]
+    # Measured: WER(dictation vs whole file) 0.05; dictation 0.09 and whole file 0.10 against the references.
+    assert word_error_rate(wholes, finals) <= 0.12, list(zip(wholes, finals, strict=True))
+    assert word_error_rate(references, finals) <= word_error_rate(references, wholes) + 0.03
+
+
+@pytest.mark.slow
+def test_long_dictation_cuts_the_buffer_and_stays_accurate(transcriber: Transcriber, tmp_path: Path) -> None:
+    """A minute of speech: passes never re-encode more than ~trim_after + a step, and nothing is lost."""
+    path, reference = joined_clips(tmp_path / "long.wav")
+    seconds = len(load_audio(path)) / SAMPLE_RATE
+    assert seconds > 50
+    dictation = Dictation(transcriber, trim_after=8.0, max_buffer=20.0)
+    final = check_committed_never_changes(list(dictation.run(WavFileSource(path))))
+    assert dictation.longest_pass <= 8.0 + 2 * dictation.step_seconds, dictation.longest_pass
+    assert dictation.passes <= seconds / dictation.step_seconds + 5
+    assert word_error_rate([reference], [final.text]) <= WER_THRESHOLD, final.text
+
+
+@pytest.mark.slow
+def test_stop_from_another_thread_finishes_with_the_text_so_far(transcriber: Transcriber) -> None:
+    clip = next(c for c in reference_clips() if c.id == "shopping")
+    source = WavFileSource(clip.path, realtime=True)
+    dictation = Dictation(transcriber)
+    events: list[DictationEvent] = []
+    worker = threading.Thread(target=lambda: events.extend(dictation.run(source)))
+    worker.start()
+    wait_until(lambda: any(isinstance(e, Committed) for e in list(events)), timeout=60)
+    dictation.stop()
+    worker.join(60)
+    final = check_committed_never_changes(events)
+    assert final.text
+    assert final.audio_seconds < source.duration - 0.3  # it stopped before the end of the file
+    assert final.latency < 30
+
+
+@pytest.mark.slow
+def test_cancel_ends_without_a_final(transcriber: Transcriber) -> None:
+    clip = reference_clips()[0]
+    source = WavFileSource(clip.path, realtime=True)
+    dictation = Dictation(transcriber)
+    events: list[DictationEvent] = []
+    worker = threading.Thread(target=lambda: events.extend(dictation.run(source)))
+    worker.start()
+    wait_until(lambda: any(isinstance(e, Level) for e in list(events)), timeout=60)
+    dictation.cancel()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert not any(isinstance(e, Final) for e in events)
+
+
+@pytest.mark.slow
+def test_stop_after_silence_ends_the_recording(transcriber: Transcriber) -> None:
+    clip = reference_clips()[1]
+    source = WavFileSource(clip.path, pad_seconds=8.0)  # a microphone left open after the sentence
+    dictation = Dictation(transcriber, stop_after_silence=1.0)
+    final = check_committed_never_changes(list(dictation.run(source)))
+    speech = len(load_audio(clip.path)) / SAMPLE_RATE
+    assert speech + 0.8 <= final.audio_seconds <= speech + 3.5
+    assert word_error_rate([clip.text], [final.text]) <= 0.3, final.text
+
+
+@pytest.mark.slow
+def test_stop_after_silence_also_after_everything_was_committed(transcriber: Transcriber) -> None:
+    """A long pause after the last word: no pass is needed any more, and the silence still ends it."""
+    clip = reference_clips()[1]
+    dictation = Dictation(transcriber, stop_after_silence=3.0)
+    final = check_committed_never_changes(list(dictation.run(WavFileSource(clip.path, pad_seconds=30.0))))
+    speech = len(load_audio(clip.path)) / SAMPLE_RATE
+    assert speech + 2.8 <= final.audio_seconds <= speech + 5.5
+    assert final.text
+
+
+@pytest.mark.slow
+def test_silence_only_runs_no_pass_and_says_nothing(transcriber: Transcriber, tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "quiet.wav", np.zeros(4 * SAMPLE_RATE, dtype=np.float32))
+    dictation = Dictation(transcriber)
+    final = check_committed_never_changes(list(dictation.run(WavFileSource(path))))
+    assert final.text == ""
+    assert dictation.passes == 0
+
+
+# -- audio sources -------------------------------------------------------------------------------------------
+
+
+def test_file_source_yields_the_file_in_blocks() -> None:
+    clip = reference_clips()[0]
+    source = WavFileSource(clip.path, pad_seconds=0.5)
+    blocks = list(source)
+    assert all(b.dtype == np.float32 and b.ndim == 1 for b in blocks)
+    assert all(len(b) == SAMPLE_RATE // 10 for b in blocks[:-1])
+    joined = np.concatenate(blocks)
+    expected = load_audio(clip.path)
+    assert np.array_equal(joined[: len(expected)], expected)
+    assert len(joined) == len(expected) + SAMPLE_RATE // 2 and not joined[len(expected) :].any()
+    assert source.speech_ended_at is not None
+
+
+def test_paced_file_source_runs_in_real_time_and_stops_at_once() -> None:
+    clip = reference_clips()[0]
+    source = WavFileSource(clip.path, realtime=True)
+    started = time.perf_counter()
+    received = 0
+    for block in source:
+        received += len(block)
+        if received >= SAMPLE_RATE:  # one second in
+            source.stop()
+    elapsed = time.perf_counter() - started
+    assert received < 1.2 * SAMPLE_RATE
+    assert elapsed >= 0.95  # paced: a second of audio takes a second
+
+
+def test_bad_file_source_is_the_usual_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(AssistantError, match="no such file"):
+        WavFileSource(tmp_path / "nope.wav")
+
+
+def test_level_meter_scale() -> None:
+    t = np.arange(SAMPLE_RATE // 10) / SAMPLE_RATE
+    loud = (0.9 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert level(np.zeros(1600, dtype=np.float32)) == 0.0
+    assert 0.9 < level(loud) <= 1.0
+    assert 0.25 < level(loud * 0.01) < 0.29  # RMS -44 dBFS: (60 - 44) / 60
+    assert level(np.zeros(0, dtype=np.float32)) == 0.0
+
+
+def test_resampler_keeps_pitch_and_continuity() -> None:
+    rate = 48_000
+    t = np.arange(rate) / rate
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    resample = _Resampler(rate)
+    out = np.concatenate([resample(tone[i : i + 4800]) for i in range(0, rate, 4800)])
+    assert abs(len(out) - SAMPLE_RATE) <= 2
+    spectrum = np.abs(np.fft.rfft(out[:SAMPLE_RATE]))
+    peak = np.argmax(spectrum) * SAMPLE_RATE / len(out[:SAMPLE_RATE])
+    assert abs(peak - 440) < 3
+    step = 2 * np.pi * 440 / SAMPLE_RATE
+    assert np.abs(np.diff(out)).max() < step * 1.05  # no jumps at block edges
+
+
+class _NoPortAudio(importlib.abc.MetaPathFinder):
+    """Behaves like sounddevice on a machine without libportaudio: importing it raises OSError."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return None
+
+
+def test_no_portaudio_means_no_microphone_but_everything_else_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
+    with pytest.raises(AssistantError, match="no microphone found: the PortAudio library is not installed"):
+        MicrophoneSource()
+    with pytest.raises(AssistantError, match="PortAudio"):
+        audio_module.input_devices()
+    assert len(list(WavFileSource(reference_clips()[0].path))) > 0
+
+
+def test_no_input_device_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    try:
+        devices = audio_module.input_devices()
+    except AssistantError:
+        pytest.skip("PortAudio is not installed here")
+    if devices:
+        pytest.skip("this machine has a microphone")
+    with pytest.raises(AssistantError) as caught:
+        MicrophoneSource()
+    assert str(caught.value).startswith("no microphone found (")
+    with pytest.raises(AssistantError, match="no microphone 'no such mic'"):
+        MicrophoneSource("no such mic")
+
+
+# -- the TUI panel -------------------------------------------------------------------------------------------
+
+
+def _host(panel_factory: Any) -> Any:
+    from textual.app import App, ComposeResult
+
+    from assistant.ui.voice import VoicePanel
+
+    class Host(App[None]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.finished: list[str] = []
+            self.failed: list[str] = []
+
+        def compose(self) -> ComposeResult:
+            yield panel_factory()
+
+        def on_voice_panel_dictation_finished(self, message: VoicePanel.DictationFinished) -> None:
+            self.finished.append(message.text)
+
+        def on_voice_panel_dictation_failed(self, message: VoicePanel.DictationFailed) -> None:
+            self.failed.append(message.error)
+
+    return Host()
+
+
+@pytest.mark.slow
+async def test_voice_panel_shows_level_and_live_text_then_posts_the_final_text(transcriber: Transcriber) -> None:
+    from _ui_helpers import wait_until as ui_wait_until
+
+    from assistant.ui.voice import LevelMeter, VoicePanel
+
+    clip = next(c for c in reference_clips() if c.id == "shopping")
+    app = _host(
+        lambda: VoicePanel(
+            transcriber_factory=lambda: transcriber, source_factory=lambda: WavFileSource(clip.path, realtime=True)
+        )
+    )
+    async with app.run_test() as pilot:
+        panel = app.query_one(VoicePanel)
+        assert not panel.has_class("-active")
+        panel.start()
+        await ui_wait_until(pilot, lambda: panel.recording, "recording", timeout=60)
+        assert panel.has_class("-active") and panel.busy
+        await ui_wait_until(pilot, lambda: app.query_one(LevelMeter).level > 0.3, "the level meter", timeout=30)
+        await ui_wait_until(pilot, lambda: bool(panel.committed), "committed words", timeout=60)
+        shown = str(app.query_one("#voice-text").render())
+        assert shown.startswith(panel.committed)
+        await ui_wait_until(pilot, lambda: bool(app.finished), "the final text", timeout=60)
+        assert word_error_rate([clip.text], app.finished) <= 0.3, app.finished
+        await ui_wait_until(pilot, lambda: not panel.has_class("-active"), "the panel to hide", timeout=10)
+        assert not panel.recording and not panel.busy
+
+
+async def test_voice_panel_reports_a_missing_microphone_in_one_line() -> None:
+    from _ui_helpers import wait_until as ui_wait_until
+
+    from assistant.ui.voice import VoicePanel
+
+    def no_mic() -> Any:
+        raise AssistantError("no microphone found", "plug one in")
+
+    app = _host(lambda: VoicePanel(source_factory=no_mic))
+    async with app.run_test() as pilot:
+        panel = app.query_one(VoicePanel)
+        panel.start()
+        await ui_wait_until(pilot, lambda: bool(app.failed), "the failure", timeout=10)
+        assert app.failed == ["no microphone found (plug one in)"]
+        await ui_wait_until(pilot, lambda: not panel.has_class("-active"), "the panel to hide", timeout=10)
