@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import print_table, write_json
+
+from assistant.bench.worker import peak_rss_bytes
 
 LONG_SECONDS = 26.0  # the reference figures were taken on a 26 s clip
 GAP_SECONDS = 0.6  # pause between joined clips: long enough for the VAD to split there
@@ -178,19 +179,7 @@ def child_rss(path: Path, compute_type: str, threads: int) -> dict[str, Any]:
         long_path, _ = long_clip(Path(tmp))
         transcriber = Transcriber(path, compute_type=compute_type, threads=threads, options=TranscribeOptions())
         transcriber.transcribe(long_path).text()
-    return {"compute": compute_type, "peak_rss_mb": peak_rss() / 2**20}
-
-
-def peak_rss() -> int:
-    """This process's peak RSS in bytes. VmHWM, not getrusage: after fork+exec, ru_maxrss still counts the
-    parent's peak on Linux, and this runs as a child of the (much bigger) benchmark process."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"compute": compute_type, "peak_rss_mb": peak_rss_bytes() / 2**20}
 
 
 def rss_rows(path: Path, threads: int, quick: bool) -> list[dict[str, Any]]:

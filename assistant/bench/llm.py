@@ -10,7 +10,7 @@ Each variant is measured in its own child process (``worker.py``), so its peak R
   Mean ± sample standard deviation over the repetitions.
 * **ttft_ms**: a fixed ~50-token prompt (52 for SmolLM2) evaluated from an empty cache, up to the first token
   picked.
-* **peak_rss_mb**: ``ru_maxrss`` (MiB) after the speed tests, before anything else is loaded, shown next to
+* **peak_rss_mb**: peak RSS (VmHWM, MiB) after the speed tests, before anything else is loaded, shown next to
   the ``fit.estimate_llm`` estimate for the same context.
 * **quality** (vs the reference, loaded next to the candidate in the same child once RSS is recorded):
   full next-token distributions over ``data/eval_text.txt`` (chunks of 512 tokens, 3 chunks; ``--quick``:

@@ -8,7 +8,7 @@ reference texts), so the benchmark measures exactly what dictation and ``assista
 * **rtf**: seconds of compute per second of audio, file to text (decode, VAD, model); lower is faster;
 * **wer**: corpus word error rate after normalisation (greedy decoding: the same on every repetition);
 * **latency_ms**: time to transcribe the ~5 s dictation clip, what a user waits for after speaking;
-* **peak_rss_mb**: ``ru_maxrss`` of the child, next to ``fit.estimate_whisper``.
+* **peak_rss_mb**: peak RSS (VmHWM) of the child, next to ``fit.estimate_whisper``.
 
 PER uses ``per.SPEECH_AXES`` (word accuracy, × real time, memory, latency) against the reference: the most
 precise compute type present (float32 > float16 > int8_float32 > int8), then the largest model.

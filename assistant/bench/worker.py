@@ -1,6 +1,6 @@
 """Run measurement and quantization work in a fresh child process, talking JSON lines.
 
-Why a child process: peak RSS (``ru_maxrss``) is per process, so each variant's memory is its own only
+Why a child process: peak RSS (VmHWM) is per process, so each variant's memory is its own only
 if it is measured alone; a llama.cpp crash on a bad file kills the child, not the app; and Ctrl+C can stop
 work stuck inside a C call (``llama_model_quantize`` has no abort hook) by killing the child, after which
 the parent removes whatever the child half-wrote.
@@ -173,16 +173,29 @@ def main(name: str, payload: str) -> int:
     return 0
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB."""
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size. Linux: VmHWM, not getrusage — after fork+exec, ``ru_maxrss``
+    still counts the parent's peak (a 13 MiB child of a 500 MiB parent reports 513 MiB)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows
         import psutil
 
-        return float(getattr(psutil.Process().memory_info(), "peak_wset", 0)) / MiB
+        return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MiB if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MiB."""
+    return peak_rss_bytes() / MiB
 
 
 def mean_sd(values: list[float], digits: int = 3) -> tuple[float, float]:
