@@ -1,6 +1,6 @@
 """Wall time of everyday commands, best of N, each in a fresh process (target: `--help` < 0.15 s).
 
-    python benchmarks/cli_startup.py [--runs 7]
+python benchmarks/cli_startup.py [--runs 7]
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ def time_command(exe: list[str], args: list[str], runs: int) -> dict[str, float 
         code = subprocess.run([*exe, *args], capture_output=True).returncode
         times.append(time.perf_counter() - start)
     times.sort()
-    return {"command": "assistant " + " ".join(args), "best_s": times[0], "median_s": times[len(times) // 2], "exit": code}
+    return {
+        "command": "assistant " + " ".join(args),
+        "best_s": times[0],
+        "median_s": times[len(times) // 2],
+        "exit": code,
+    }
 
 
 def main() -> None:
