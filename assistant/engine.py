@@ -24,13 +24,15 @@ import codecs
 import ctypes
 import logging
 import os
+import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import fit, gguf
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
@@ -60,6 +62,84 @@ TRIM_SLACK = 0.25
 BUSY_TIMEOUT_S = 60.0
 
 _log_callback: Any = None  # keeps the ctypes callback alive for the life of the process
+
+T = TypeVar("T")
+
+
+class LlamaThread:
+    """The one thread that calls into llama.cpp in this process.
+
+    llama.cpp is built with OpenMP here, and OpenMP keeps a team of worker threads per *calling* thread. When
+    a second thread calls in (the TUI loads a model in one worker and replies in another; a benchmark runs
+    its baseline on the main thread), two teams spin against each other for the same cores: on 2 cores
+    SmolLM2 drops from ~170 to ~106 tok/s. So every llama.cpp call — load, generate, free — runs here, and
+    replies reach the caller's thread through a queue (a few microseconds a token).
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._ident: int | None = None
+        self._guard = threading.Lock()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+                self._ident = self._executor.submit(threading.get_ident).result()
+            return self._executor
+
+    def on_thread(self) -> bool:
+        return self._ident is not None and threading.get_ident() == self._ident
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the llama thread and return its result (or raise its exception)."""
+        if self.on_thread():
+            return fn(*args, **kwargs)
+        return self._pool().submit(fn, *args, **kwargs).result()
+
+    def iterate(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """Run the iterator ``make()`` on the llama thread, yielding its items here as they come.
+
+        If the consumer stops early (closes the generator, or an exception such as KeyboardInterrupt
+        unwinds it), the producer closes its iterator after the current item, so its cleanup runs."""
+        if self.on_thread():
+            yield from make()
+            return
+        items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def produce() -> None:
+            source = make()
+            try:
+                for item in source:
+                    items.put((_ITEM, item))
+                    if abandoned.is_set():
+                        break
+            except BaseException as exc:
+                items.put((_ERROR, exc))
+                return
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            items.put((_DONE, None))
+
+        self._pool().submit(produce)
+        try:
+            while True:
+                kind, value = items.get()
+                if kind == _ITEM:
+                    yield value
+                elif kind == _ERROR:
+                    raise value
+                else:
+                    return
+        finally:
+            abandoned.set()
+
+
+_ITEM, _ERROR, _DONE = 0, 1, 2
+llama_thread = LlamaThread()
 
 
 def _quiet_llama_logs() -> None:
@@ -143,7 +223,8 @@ class LlamaEngine:
 
         _quiet_llama_logs()
         try:
-            self._llm: Any = llama_cpp.Llama(
+            self._llm: Any = llama_thread.call(
+                llama_cpp.Llama,
                 str(path),
                 n_ctx=n_ctx,
                 n_batch=n_batch,
@@ -198,7 +279,7 @@ class LlamaEngine:
     def _release(self) -> None:
         llm, self._llm = self._llm, None
         if llm is not None:
-            llm.close()
+            llama_thread.call(llm.close)
 
     def stream(
         self, messages: list[Message], options: ChatOptions, cancel: CancelToken | None = None
@@ -215,7 +296,8 @@ class LlamaEngine:
             if self._llm is None:
                 raise AssistantError(f"{self.model_id} has been unloaded")
             try:
-                yield from self._generate(messages, options, cancel or CancelToken())
+                token = cancel or CancelToken()
+                yield from llama_thread.iterate(lambda: self._generate(messages, options, token))
             except RuntimeError as exc:  # llama_decode failures (out of memory, a full KV cache)
                 raise AssistantError(f"{self.model_id}: llama.cpp failed: {exc}", "try a smaller --ctx") from None
         finally:

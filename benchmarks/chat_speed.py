@@ -160,6 +160,7 @@ def main() -> None:
     if engine.completion_mode:
         sys.exit(f"{model_id} has no chat template; benchmark a chat model")
     llm = engine._llm  # the same Llama for the raw baseline: only the code around it differs
+    from assistant.engine import llama_thread
 
     # The session writes to a throwaway database, never the user's.
     home = tempfile.mkdtemp(prefix="chat-speed-")
@@ -188,7 +189,9 @@ def main() -> None:
 
     for _ in range(args.repeats):
         # greedy to max_tokens (checked below against the engine's identical run)
-        record(names[0], args.tokens, timed_stream(raw_pieces(llm, prompt_text, args.tokens)))
+        # on the engine's llama thread, like every llama.cpp call (one OpenMP team; see engine.LlamaThread)
+        raw = llama_thread.iterate(lambda: raw_pieces(llm, prompt_text, args.tokens))
+        record(names[0], args.tokens, timed_stream(raw))
 
         out: dict[str, Any] = {}
         timing = timed_stream(engine_pieces(engine, messages, greedy, out))

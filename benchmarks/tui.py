@@ -239,6 +239,8 @@ def main() -> None:
     if engine.completion_mode:
         sys.exit(f"{model_id} has no chat template; benchmark a chat model")
     llm = engine._llm
+    from assistant.engine import llama_thread
+
     prompt_text = engine.render([Message("system", SYSTEM), Message("user", PROMPT)])
     run_settings = config.Settings.model_validate(
         {
@@ -246,7 +248,16 @@ def main() -> None:
             "runtime": {"threads": threads, "context_size": args.ctx},
         }
     )
-    result = asyncio.run(tui_runs(engine, run_settings, args.repeats, lambda: raw_speed(llm, prompt_text, args.tokens)))
+    # The baseline calls llama.cpp from the engine's llama thread, as the app does: a second calling thread
+    # would start a second OpenMP team that slows both (see assistant.engine.LlamaThread).
+    result = asyncio.run(
+        tui_runs(
+            engine,
+            run_settings,
+            args.repeats,
+            lambda: llama_thread.call(raw_speed, llm, prompt_text, args.tokens),
+        )
+    )
     engine.close()
     if any(c != args.tokens for c in result["counts"]):
         print(f"warning: a TUI run stopped before {args.tokens} tokens ({result['counts']}); speeds are per token")

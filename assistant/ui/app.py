@@ -216,7 +216,8 @@ class AssistantApp(App[None]):
         if action in self.PALETTE and not self.on_main_screen:
             return False
         if action == "stop":
-            return self.generating or self.query_one(DictationPanel).busy
+            voice = self._voice()
+            return self.generating or (voice is not None and voice.busy)
         if action in ("rename_chat", "delete_chat") and self.chat is None:
             return False
         if action in ("pick_model", "delete_chat", "new_chat"):
@@ -574,8 +575,8 @@ class AssistantApp(App[None]):
             await self._show_notice("reply cut at the max_tokens limit (chat.max_tokens)")
 
     def action_stop(self) -> None:
-        voice = self.query_one(DictationPanel)
-        if voice.busy and not self.generating:
+        voice = self._voice()
+        if voice is not None and voice.busy and not self.generating:
             voice.cancel()  # Esc drops a recording: no text
             return
         if self._cancel is not None and self.generating:
@@ -598,8 +599,18 @@ class AssistantApp(App[None]):
 
     # ---------------------------------------------------------------- dictation (assistant/ui/voice.py)
 
+    def _voice(self) -> DictationPanel | None:
+        """The dictation panel, which lives on the main screen (bindings are checked while other screens
+        are on top, and while the app shuts down)."""
+        if not self.screen_stack:
+            return None
+        found = self.screen_stack[0].query(DictationPanel)
+        return found.first() if found else None
+
     def action_dictate(self) -> None:
-        self.query_one(DictationPanel).toggle()
+        voice = self._voice()
+        if voice is not None:
+            voice.toggle()
         self.refresh_bindings()
 
     def on_voice_panel_dictation_started(self, message: VoicePanel.DictationStarted) -> None:
