@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,6 +94,15 @@ def test_terminal_plot_and_svg() -> None:
     assert root.tag.endswith("svg")
     labels = [t.text or "" for t in root.iter() if t.tag.endswith("text")]
     assert any("q2_k" in label for label in labels) and any("(reference)" in label for label in labels)
+
+
+def test_png_plot(tmp_path: Path) -> None:
+    """PNG on request, through matplotlib (the 'plot' extra, installed with 'dev')."""
+    run = results.get(results.save(_run()))
+    out = tmp_path / "plot.png"
+    plot.png(run, out)
+    data = out.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
 
 
 def test_compare_lists_fingerprint_differences() -> None:

@@ -152,7 +152,7 @@ def check_png(path: Path) -> None:
     if importlib.util.find_spec("matplotlib") is None:
         raise AssistantError(
             "PNG output needs matplotlib, which is not installed",
-            f"use --svg {path.with_suffix('.svg').name} instead, or 'pip install matplotlib'",
+            f"use --svg {path.with_suffix('.svg').name} instead, or install the extra: pip install 'assistant[plot]'",
         )
 
 
