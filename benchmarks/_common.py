@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+
+# The chat benchmarks' request: one a small model answers at length, so greedy decoding reaches the
+# token budget without an end token.
+SYSTEM = "You are a helpful assistant."
+PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many chapters."
 
 
 def write_json(name: str, data: Any) -> Path:

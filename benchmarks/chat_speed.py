@@ -31,12 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, print_table, write_json
 
-REPO = Path(__file__).resolve().parent.parent
-SYSTEM = "You are a helpful assistant."
-# A request a small model answers at length, so greedy decoding reaches --tokens without an end token.
-PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many chapters."
 # Filler for the long-chat test: each pre-written turn is roughly 160 tokens with SmolLM2's tokenizer.
 FILLER_USER = "Tell me more about rivers, their sources, how they shape valleys, and why some of them flood."
 FILLER_REPLY = (

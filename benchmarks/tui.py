@@ -40,12 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, print_table, write_json
 
-REPO = Path(__file__).resolve().parent.parent
-SYSTEM = "You are a helpful assistant."
-# A request a small model answers at length, so greedy decoding reaches --tokens without an end token.
-PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many chapters."
 FIRST_PAINT = b"New chat"  # a footer label: part of the first frame Textual writes
 PAINT_TIMEOUT = 30.0
 TICK = 0.01  # the lag probe's timer interval
