@@ -749,9 +749,7 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
 
 
 def _write_sidecar(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    paths.write_text_atomic(path, json.dumps(data))
 
 
 # -- wheels ----------------------------------------------------------------------------------------
@@ -895,6 +893,4 @@ def _append_user_entry(family: str, tag: str, entry: dict[str, Any], source: dic
     new_text = tomlkit.dumps(doc)
     catalog.parse(tomllib.loads(new_text), path)  # refuse to write an entry the loader would reject
     paths.ensure(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(new_text, encoding="utf-8")
-    os.replace(tmp, path)
+    paths.write_text_atomic(path, new_text)

@@ -266,11 +266,9 @@ def export_cmd(run_ref: str, fmt: str, output: Path | None) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    import os
+    from .. import paths
 
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    paths.write_text_atomic(path, text)
 
 
 @bench_group.command("plot")

@@ -7,7 +7,6 @@ as it streams. Ctrl+C during a reply stops it after the current token and keeps 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -374,8 +373,7 @@ def chats_export(chat_id: int, output: Path | None) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temp file in the same folder, then rename: never a half-written export."""
-    import tempfile
-
+    from .. import paths
     from ..errors import AssistantError
 
     target = path.expanduser()
@@ -383,13 +381,6 @@ def _write_atomic(path: Path, text: str) -> None:
     if not folder.is_dir():
         raise AssistantError(f"{folder}: no such folder", "create it first or pick another path")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        paths.write_text_atomic(target, text)
     except PermissionError:
         raise AssistantError(f"{target}: permission denied", "pick another path") from None

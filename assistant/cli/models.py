@@ -312,9 +312,7 @@ def use(model_id: str) -> None:
     section = document.setdefault("models", tomlkit.table())
     section[key] = item.id
     paths.ensure(target.parent)
-    tmp = target.with_suffix(".toml.tmp")
-    tmp.write_text(tomlkit.dumps(document), encoding="utf-8")
-    tmp.replace(target)
+    paths.write_text_atomic(target, tomlkit.dumps(document))
     click.echo(f"default {'chat' if key == 'chat' else 'speech'} model: {item.id}")
 
 

@@ -5,7 +5,6 @@ numpy, faster_whisper and sounddevice load inside the commands, never at import 
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
 import threading
@@ -150,14 +149,12 @@ def _unique_name(name: str, used: set[str]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    from .. import paths
     from ..errors import AssistantError
 
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
+        paths.write_text_atomic(path, text)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise AssistantError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
