@@ -8,20 +8,13 @@ from typing import Any
 
 import click
 
+from ..units import human_size
+
+__all__ = ["emit_json", "human_size", "is_tty", "stderr_console", "stdout_console"]
+
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
-
-
-def human_size(n: int | float | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def stdout_console() -> Any:

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 from textual.worker import Worker
 
+from ..units import human_size
 from .messages import ModelsListed
 
 
@@ -28,17 +29,6 @@ class ModelRow:
     verdict: str  # fits / tight / won't fit / unreadable
     need_bytes: int | None
     current: bool = False
-
-
-def human_size(n: float | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(value) < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
 
 
 def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
