@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-import time
 import wave
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,12 +90,3 @@ def joined_clips(path: Path, clips: list[Clip] | None = None, gap: float = 0.6) 
     for clip in clips:
         parts += [load_audio(clip.path), silence]
     return write_wav(path, np.concatenate(parts)), " ".join(c.text for c in clips)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02) -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)

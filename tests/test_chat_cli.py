@@ -9,8 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from assistant.chat import Stats
 from assistant.history import History
 
-from conftest import GEMMA, REPO, SMOL, assert_one_line_error, run_cli
+from conftest import GEMMA, REPO, SMOL, assert_one_line_error, run_cli, wait_until
 
 JSON_KEYS = {
     "chat_id",
@@ -31,14 +29,6 @@ JSON_KEYS = {
     "tokens_per_second",
 }
 FAST = ("--max-tokens", "12", "--temperature", "0", "--ctx", "1024")
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 120.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -201,12 +191,12 @@ class Terminal:
 def test_repl_new_and_ctrl_c(installed_models: dict[str, object]) -> None:
     term = Terminal("chat", "--temperature", "0", "--max-tokens", "400", "--ctx", "1024")
     try:
-        wait_until(lambda: ">>> " in term.text(), what="the prompt")
+        wait_until(lambda: ">>> " in term.text(), what="the prompt", timeout=120)
         term.send("Name a colour.\n")
-        wait_until(lambda: term.text().count(">>> ") >= 2, what="the first reply")
+        wait_until(lambda: term.text().count(">>> ") >= 2, what="the first reply", timeout=120)
 
         term.send("/new\n")
-        wait_until(lambda: "new chat" in term.text(), what="/new")
+        wait_until(lambda: "new chat" in term.text(), what="/new", timeout=120)
         term.send("Write a very long story about a dragon and a knight.\n")
         history = History()
 
@@ -214,9 +204,9 @@ def test_repl_new_and_ctrl_c(installed_models: dict[str, object]) -> None:
             rows = [m for c in history.list_chats() for m in history.messages(c.id) if m.role == "assistant"]
             return len(rows) == 2 and any(m.partial and len(m.content) > 20 for m in rows)
 
-        wait_until(reply_started, what="the second reply to stream")
+        wait_until(reply_started, what="the second reply to stream", timeout=120)
         term.send("\x03")  # Ctrl+C: stops the reply, not the program
-        wait_until(lambda: "kept as a partial reply" in term.text(), what="the cancel")
+        wait_until(lambda: "kept as a partial reply" in term.text(), what="the cancel", timeout=120)
         term.send("\x04")  # Ctrl+D at the prompt: exit
         assert term.close() == 0, term.text()
     finally:

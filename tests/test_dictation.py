@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _speech_helpers import WER_THRESHOLD, joined_clips, wait_until, write_wav
+from _speech_helpers import WER_THRESHOLD, joined_clips, write_wav
 
 from assistant import audio as audio_module
 from assistant.audio import SAMPLE_RATE, MicrophoneSource, WavFileSource, _Resampler, level
@@ -27,6 +27,8 @@ from assistant.dictation import (
 )
 from assistant.errors import AssistantError
 from assistant.speech import Segment, TranscribeOptions, Transcriber, load_audio, reference_clips, word_error_rate
+
+from conftest import wait_until
 
 WHISPER = "whisper-tiny.en:int8"
 

@@ -20,11 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _speech_helpers import wait_until
 
 from assistant.speech import dictation_clip, word_error_rate
 
-from conftest import REPO
+from conftest import REPO, wait_until
 
 NEEDED = ("pulseaudio", "pactl", "paplay")
 
