@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -97,6 +99,22 @@ def one_line(error: BaseException | None) -> str:
         return str(error)
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _main_screen_only(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """For handlers of worker results, which update the main screen's widgets: a result that arrives after
+    those widgets were removed (the user quit while a reply or a load was finishing) is dropped, not turned
+    into a NoMatches crash on the way out."""
+
+    @functools.wraps(handler)
+    async def handle(app: AssistantApp, message: Any) -> None:
+        if not app.screen_stack or not app.screen_stack[0].query(StatusBar):
+            return
+        result = handler(app, message)
+        if inspect.isawaitable(result):
+            await result
+
+    return handle
 
 
 class AssistantApp(App[None]):
@@ -292,6 +310,7 @@ class AssistantApp(App[None]):
         if not get_current_worker().is_cancelled:  # else another model was chosen meanwhile
             self.post_message(ModelLoaded(model_id, engine, engine.context_size))
 
+    @_main_screen_only
     def on_model_loaded(self, message: ModelLoaded) -> None:
         if message.model_id != self.model_id:
             return  # a later choice is loading; the backend unloads this one then
@@ -316,6 +335,7 @@ class AssistantApp(App[None]):
 
     # ---------------------------------------------------------------- chats
 
+    @_main_screen_only
     def on_chats_listed(self, message: ChatsListed) -> None:
         self.chats = message.chats
         current = message.select if message.select is not None else (self.chat.id if self.chat else None)
@@ -343,6 +363,7 @@ class AssistantApp(App[None]):
         if not get_current_worker().is_cancelled:
             self.post_message(ChatOpened(summary, turns, used))
 
+    @_main_screen_only
     async def on_chat_opened(self, message: ChatOpened) -> None:
         if self.chat is None or message.chat.id != self.chat.id:
             return
@@ -524,6 +545,7 @@ class AssistantApp(App[None]):
             self._speaker.stop()  # one voice at a time: a new reply interrupts the last one
         return tts.Speaker()
 
+    @_main_screen_only
     def on_chat_created(self, message: ChatCreated) -> None:
         if self._reply_chat is None and self.chat is None:
             self.chat = message.chat
@@ -532,6 +554,7 @@ class AssistantApp(App[None]):
         self.chats = [message.chat, *[c for c in self.chats if c.id != message.chat.id]]
         self.query_one(ChatList).show(self.chats, self.chat.id if self.chat else None)
 
+    @_main_screen_only
     async def on_reply_streamed(self, message: ReplyStreamed) -> None:
         for notice in message.notices:
             await self._show_notice(notice)
@@ -552,6 +575,7 @@ class AssistantApp(App[None]):
         else:
             await log.add_notice(notice)
 
+    @_main_screen_only
     async def on_reply_finished(self, message: ReplyFinished) -> None:
         stats = message.stats
         if stats is not None:
