@@ -71,6 +71,10 @@ class CancelToken:
 
 
 class ChatEngine(Protocol):
+    """What a chat needs from a model. An engine whose calls must all come from one thread (llama.cpp)
+    may also offer ``on_engine_thread(fn)``, which runs ``fn`` there and returns its result; ``Turn.run``
+    uses it to keep a whole reply on that thread."""
+
     model_id: str
 
     @property

@@ -266,6 +266,10 @@ class LlamaEngine:
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._prompt_tokens(messages))
 
+    def on_engine_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the thread that calls llama.cpp (see ``ChatSession``'s ``Turn.run``)."""
+        return llama_thread.call(fn)
+
     def close(self) -> None:
         """Free the model. A reply in progress (another thread) finishes first; it closes the model."""
         if self._lock.acquire(timeout=5):

@@ -11,6 +11,7 @@ Usage (from any thread; a TUI runs the iteration in a thread worker)::
     turn.stats, turn.text, turn.reply            # Stats, the full reply, its StoredMessage row
 
     turn.cancel()   # from any thread (Esc): stops after the current token; the reply is kept, partial
+    turn.run(on_chunk)   # instead of iterating: the whole reply on the engine's own thread (see Turn.run)
 
 Guarantees:
 
@@ -95,6 +96,26 @@ class Turn:
             raise RuntimeError("a Turn can only be iterated once")
         self._started = True
         return self._run()
+
+    def run(self, on_chunk: Callable[[Chunk], None]) -> None:
+        """Generate the reply, calling ``on_chunk`` with each chunk, on the engine's own thread if it has one.
+
+        The same as ``for chunk in turn: on_chunk(chunk)``, minus a thread hand-off per token: llama.cpp
+        runs on one thread (``engine.LlamaThread``), and iterating from another thread wakes both threads
+        for every token. When the model's threads take every core (the TUI on a 2-core laptop), that CPU
+        comes out of generation. ``on_chunk`` must not block on the calling thread (it is waiting here).
+        """
+        engine = self.session.engine(self.model_id)
+
+        def loop() -> None:
+            for chunk in self:
+                on_chunk(chunk)
+
+        on_engine_thread = getattr(engine, "on_engine_thread", None)
+        if on_engine_thread is None:
+            loop()
+        else:
+            on_engine_thread(loop)
 
     def _run(self) -> Iterator[Chunk]:
         session, history = self.session, self.session.history

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from assistant.chat import ChatOptions
-from assistant.engine import LlamaEngine
+from assistant.chat import ChatOptions, Chunk
+from assistant.engine import LlamaEngine, llama_thread
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.session import ChatSession
@@ -122,6 +123,37 @@ def test_interrupt_in_the_consumer_keeps_the_partial_reply(session: ChatSession)
     reply = session.history.messages(chat.id)[-1]
     assert reply.role == "assistant" and reply.partial
     assert reply.content == streamed and reply.content
+
+
+@pytest.mark.slow
+def test_run_delivers_the_reply_on_the_engine_thread(session: ChatSession) -> None:
+    """Turn.run: the same reply as iterating (greedy), every chunk handed over on llama.cpp's own thread,
+    and an error raised by the callback stops generation and keeps what was said, partial."""
+    chat = session.new_chat(model_id=SMOL, options={**GREEDY, "max_tokens": 24})
+    iterated = "".join(chunk.text for chunk in session.send(chat.id, "Name three colours."))
+    other = session.new_chat(model_id=SMOL, options={**GREEDY, "max_tokens": 24})
+    threads: set[int] = set()
+    pieces: list[str] = []
+
+    def on_chunk(chunk: Chunk) -> None:
+        threads.add(threading.get_ident())
+        pieces.append(chunk.text)
+
+    turn = session.send(other.id, "Name three colours.")
+    turn.run(on_chunk)
+    assert "".join(pieces) == turn.text == iterated
+    assert threads == {llama_thread._ident} and threading.get_ident() not in threads
+    assert session.history.messages(other.id)[-1].content == turn.text
+
+    def fail_after_some(chunk: Chunk) -> None:
+        if len(failing.text) > 5:
+            raise RuntimeError("display went away")
+
+    failing = session.send(other.id, "Name three animals.")
+    with pytest.raises(RuntimeError, match="display went away"):
+        failing.run(fail_after_some)
+    reply = session.history.messages(other.id)[-1]
+    assert reply.role == "assistant" and reply.partial and reply.content == failing.text
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from typing import Any, ClassVar
 
 import pytest
@@ -12,7 +14,14 @@ from textual.widgets import Button, DataTable, Markdown, ProgressBar
 from assistant import config
 from assistant.errors import AssistantError
 from assistant.history import History
-from assistant.ui.app import AssistantApp
+from assistant.ui.app import (
+    STREAM_CPU_SHARE_BUSY,
+    STREAM_CPU_SHARE_SPARE,
+    STREAM_INTERVAL_MAX,
+    STREAM_INTERVAL_MIN,
+    AssistantApp,
+    stream_cpu_share,
+)
 from assistant.ui.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
 from assistant.ui.first_run import FirstRunScreen
 from assistant.ui.prompt_bar import PromptBar
@@ -518,3 +527,31 @@ async def test_dictation_worker_crash_reaches_the_one_error_handler(engine: Scri
         assert [str(n.message) for n in app._notifications] == ["RuntimeError: audio device vanished"]
         await wait_until(pilot, lambda: not panel.has_class("-active"), "the panel to hide")
         assert not panel.busy
+
+
+def _burn_cpu(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_streaming_pace_follows_what_updates_cost(engine: ScriptedEngine) -> None:
+    """Updates are spaced so they take at most the allowed share of a core: a small share when the model's
+    threads take every core, a large one when a core is spare; always within [MIN, MAX]."""
+    app = make_app(engine)
+    cores = len(os.sched_getaffinity(0))
+    assert stream_cpu_share(cores) == STREAM_CPU_SHARE_BUSY
+    assert stream_cpu_share(cores - 1) == STREAM_CPU_SHARE_SPARE
+    app._stream_share = STREAM_CPU_SHARE_BUSY
+    app._pace_stream()  # the first update: nothing measured yet
+    _burn_cpu(0.006)  # what the UI thread spent on it
+    app._pace_stream()
+    assert app.stream_interval == pytest.approx(min(STREAM_INTERVAL_MAX, 0.006 / STREAM_CPU_SHARE_BUSY), rel=0.35)
+    app._stream_share = STREAM_CPU_SHARE_SPARE
+    _burn_cpu(0.006)
+    app._pace_stream()
+    assert app.stream_interval == STREAM_INTERVAL_MIN
+    app._stream_share = STREAM_CPU_SHARE_BUSY
+    _burn_cpu(0.1)
+    app._pace_stream()
+    assert app.stream_interval == STREAM_INTERVAL_MAX

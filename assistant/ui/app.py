@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -36,6 +38,7 @@ from .messages import (
     ModelLoaded,
     ReplyFinished,
     ReplyStreamed,
+    Settle,
 )
 from .prompt_bar import PromptBar
 from .sidebar import ChatList, Sidebar
@@ -43,7 +46,7 @@ from .status_bar import StatusBar
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
-    from ..chat import ChatEngine
+    from ..chat import ChatEngine, Chunk, Stats
     from ..config import Settings
     from ..tts import Speaker
     from .first_run import StarterPuller
@@ -52,15 +55,18 @@ if TYPE_CHECKING:
 
 # Below this many columns the sidebar is hidden unless toggled on (it then covers the chat).
 SIDEBAR_BREAKPOINT = 80
-# The generation worker posts text at most this often: 10 UI updates a second however fast the model is.
-# Each update costs the UI thread a few ms (Markdown append, layout, render), CPU that llama.cpp's threads
-# would otherwise use; 10 Hz still reads as smooth streaming.
-STREAM_INTERVAL = 0.1
-# Each update re-lays out the growing Markdown (one widget per block), so a long reply costs more per
-# update: add STREAM_INTERVAL per this many characters, up to STREAM_INTERVAL_MAX. This keeps the UI
-# thread's share of the GIL small, so neither keys nor generation wait on it.
-STREAM_SLOWDOWN_CHARS = 1500
-STREAM_INTERVAL_MAX = 0.3
+# Streaming repaints. Each ReplyStreamed costs the UI thread a Markdown append, a layout and a paint (5-10 ms
+# with Textual, more as a reply grows). When the model's threads take every core, that CPU comes straight
+# out of generation: on a 2-core laptop each 1 % of a core the UI uses costs about 1-2 % of tok/s. So the
+# pace adapts: the app measures the UI thread's CPU per update and spaces the next one so updates use at
+# most STREAM_CPU_SHARE_BUSY of a core (STREAM_CPU_SHARE_SPARE when a core is left over for the UI),
+# never more often than STREAM_INTERVAL_MIN (10 a second reads as smooth) nor rarer than _MAX.
+STREAM_INTERVAL_MIN = 0.1
+STREAM_INTERVAL_MAX = 0.5
+STREAM_CPU_SHARE_BUSY = 0.02
+STREAM_CPU_SHARE_SPARE = 0.25
+# Before a reply starts, the worker waits this long at most for the UI to paint the new turn (see Settle).
+SETTLE_TIMEOUT = 0.5
 # While a reply streams, the generation thread re-takes the GIL after every llama.cpp call; with
 # CPython's default 5 ms switch interval a busy UI thread can hold it that long each time. 1 ms bounds it.
 GIL_SWITCH_INTERVAL = 0.001
@@ -115,6 +121,59 @@ def _main_screen_only(handler: Callable[..., Any]) -> Callable[..., Any]:
             await result
 
     return handle
+
+
+def stream_cpu_share(model_threads: int) -> float:
+    """The share of a core streaming repaints may use: small when the model's threads take every core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return STREAM_CPU_SHARE_BUSY if model_threads >= cores else STREAM_CPU_SHARE_SPARE
+
+
+class _ReplyPump:
+    """Takes a reply's chunks on the engine's thread (``Backend.reply``) and posts them to the app in
+    batches, at most every ``app.stream_interval`` seconds. Never blocks: the model is waiting on it."""
+
+    def __init__(self, app: AssistantApp, worker: Worker[Any], cancel: CancelToken, speaker: Speaker | None) -> None:
+        self.app = app
+        self.worker = worker
+        self.cancel = cancel
+        self.speaker = speaker
+        self.parts: list[str] = []
+        self.stats: Stats | None = None
+        self._buffer: list[str] = []
+        self._notices: list[str] = []
+        self._tokens = 0
+        self._first = self._last_post = 0.0
+
+    def __call__(self, chunk: Chunk) -> None:
+        if self.worker.is_cancelled:
+            self.cancel.cancel()  # keep going: the session finishes and stores the partial reply
+        if chunk.notice:
+            self._notices.append(chunk.notice)
+        if chunk.text:
+            now = time.perf_counter()
+            if not self._tokens:
+                self._first, self._last_post = now, now - STREAM_INTERVAL_MAX  # the first text goes at once
+            self._tokens += 1
+            self._buffer.append(chunk.text)
+            self.parts.append(chunk.text)
+            if self.speaker is not None:
+                self.speaker.feed(chunk.text)
+            if now - self._last_post >= self.app.stream_interval:
+                self.flush(now)
+        if chunk.stats is not None:
+            self.stats = chunk.stats
+
+    def flush(self, now: float | None = None) -> None:
+        """Post what has not been posted yet."""
+        if self._buffer or self._notices:
+            now = time.perf_counter() if now is None else now
+            elapsed = now - self._first if self._tokens else 0.0
+            self.app.post_message(ReplyStreamed("".join(self._buffer), self._notices, self._tokens, elapsed))
+            self._buffer, self._notices, self._last_post = [], [], now
 
 
 class AssistantApp(App[None]):
@@ -184,6 +243,10 @@ class AssistantApp(App[None]):
         self._said_no_tts = False
         self._switch_interval = sys.getswitchinterval()
         self._speed_shown = 0.0
+        # Read by the reply's thread (_ReplyPump), set here after each update (_pace_stream).
+        self.stream_interval = STREAM_INTERVAL_MIN
+        self._stream_cpu: float | None = None
+        self._stream_share = stream_cpu_share(self.settings.threads())
         self.theme = self.settings.ui.theme if self.settings.ui.theme in self.available_themes else "textual-dark"
 
     # ---------------------------------------------------------------- layout
@@ -471,6 +534,7 @@ class AssistantApp(App[None]):
         self._set_generating(True)
         status = self.query_one(StatusBar)
         status.tokens_per_second = None
+        self._stream_cpu = None  # the pace carries over from the last reply; its first update goes at once
         self._generate(self.engine, self.chat, text, self._cancel)
 
     def _set_generating(self, value: bool) -> None:
@@ -485,48 +549,29 @@ class AssistantApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def _generate(self, engine: ChatEngine, chat: ChatSummary | None, text: str, cancel: CancelToken) -> None:
-        worker = get_current_worker()
         if chat is None:
             chat = self.backend.create_chat(text, engine.model_id)
             self.post_message(ChatCreated(chat))
-        buffer: list[str] = []
-        notices: list[str] = []
-        reply: list[str] = []
-        tokens = chars = 0
-        first = last_post = 0.0
-        interval = STREAM_INTERVAL
-        stats = None
-        speaker = self._speaker = self._new_speaker()
-        for chunk in self.backend.reply(chat.id, engine.model_id, text, cancel):
-            if worker.is_cancelled:
-                cancel.cancel()  # keep reading: the session finishes and stores the partial reply
-            if chunk.notice:
-                notices.append(chunk.notice)
-            if chunk.text:
-                now = time.perf_counter()
-                if not tokens:
-                    first, last_post = now, now - STREAM_INTERVAL  # post the first text at once
-                tokens += 1
-                buffer.append(chunk.text)
-                reply.append(chunk.text)
-                chars += len(chunk.text)
-                if speaker is not None:
-                    speaker.feed(chunk.text)
-                if now - last_post >= interval:
-                    self.post_message(ReplyStreamed("".join(buffer), notices, tokens, now - first))
-                    buffer, notices, last_post = [], [], now
-                    interval = min(STREAM_INTERVAL_MAX, STREAM_INTERVAL * (1 + chars // STREAM_SLOWDOWN_CHARS))
-            if chunk.stats is not None:
-                stats = chunk.stats
-        if buffer or notices:
-            self.post_message(ReplyStreamed("".join(buffer), notices, tokens, time.perf_counter() - first))
+        # The new turn (and a new chat's sidebar row) is laid out and painted before the reply starts, so
+        # that work does not compete with generation for the CPU; it costs the reply a few milliseconds.
+        settled = threading.Event()
+        self.post_message(Settle(settled))
+        settled.wait(SETTLE_TIMEOUT)
+        pump = _ReplyPump(self, get_current_worker(), cancel, self._new_speaker())
+        self._speaker = pump.speaker
+        self.backend.reply(chat.id, engine.model_id, text, cancel, pump)
+        pump.flush()
+        stats = pump.stats
         partial = cancel.cancelled or (stats is not None and stats.finish_reason == "cancelled")
-        if speaker is not None:
+        if pump.speaker is not None:
             if partial:
-                speaker.stop()
+                pump.speaker.stop()
             else:
-                speaker.finish(timeout=0)  # speak the rest in its own thread; do not wait for it
-        self.post_message(ReplyFinished(chat.id, stats, partial, "".join(reply)))
+                pump.speaker.finish(timeout=0)  # speak the rest in its own thread; do not wait for it
+        self.post_message(ReplyFinished(chat.id, stats, partial, "".join(pump.parts)))
+
+    def on_settle(self, message: Settle) -> None:
+        self.call_after_refresh(message.done.set)
 
     def _new_speaker(self) -> Speaker | None:
         """A reader for this reply when ``speech.speak_replies`` is on (espeak-ng missing: said once)."""
@@ -556,6 +601,7 @@ class AssistantApp(App[None]):
 
     @_main_screen_only
     async def on_reply_streamed(self, message: ReplyStreamed) -> None:
+        self._pace_stream()
         for notice in message.notices:
             await self._show_notice(notice)
         if self._reply is not None and message.text:
@@ -564,6 +610,14 @@ class AssistantApp(App[None]):
         if message.elapsed > 0 and message.tokens > 1 and now - self._speed_shown >= SPEED_INTERVAL:
             self._speed_shown = now
             self.query_one(StatusBar).tokens_per_second = (message.tokens - 1) / message.elapsed
+
+    def _pace_stream(self) -> None:
+        """Space the next update by what the UI thread spent since the last one (see STREAM_CPU_SHARE_BUSY)."""
+        cpu = time.thread_time()  # this thread's CPU: the last update's append, layout and paint, and the rest
+        if self._stream_cpu is not None:
+            wanted = (cpu - self._stream_cpu) / self._stream_share
+            self.stream_interval = min(STREAM_INTERVAL_MAX, max(STREAM_INTERVAL_MIN, wanted))
+        self._stream_cpu = cpu
 
     async def _show_notice(self, notice: str) -> None:
         if notice in self._notices_shown:  # once per chat: a base model says "completion mode" every turn

@@ -8,7 +8,7 @@ The engine comes from ``engine_factory`` so tests can script it; the history is 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .messages import ChatSummary, StoredTurn
@@ -103,10 +103,13 @@ class Backend:
         return engine.count_tokens(messages) if messages else 0
 
     # -- replies
-    def reply(self, chat_id: int | str, model_id: str, text: str, cancel: CancelToken) -> Iterator[Chunk]:
-        """Store the user's message, then stream the reply (stored as it grows; partial if cancelled)."""
+    def reply(
+        self, chat_id: int | str, model_id: str, text: str, cancel: CancelToken, on_chunk: Callable[[Chunk], None]
+    ) -> None:
+        """Store the user's message, then generate the reply (stored as it grows; partial if cancelled),
+        calling ``on_chunk`` for each chunk from the engine's own thread (``Turn.run``)."""
         session = self.session
         chat = session.history.get_chat(int(chat_id))
         if chat.model_id != model_id:
             session.history.update_chat(chat.id, model_id=model_id)  # the chat continues with the model in use
-        yield from session.send(chat.id, text, cancel=cancel)
+        session.send(chat.id, text, cancel=cancel).run(on_chunk)

@@ -1,8 +1,7 @@
 """The conversation view: user turns, assistant replies rendered as Markdown while they stream, notices.
 
-A streaming reply goes through Textual's ``MarkdownStream``, which appends to the document (only the
-last block is re-parsed) and merges fragments when rendering falls behind, so a fast model never
-floods the event loop. The log is *anchored*: it follows new text only while the user is at the bottom;
+A streaming reply is appended to its Markdown widget (``Markdown.append`` re-parses only the last
+block); the app batches the text, so a fast model never floods the event loop. The log is *anchored*: it follows new text only while the user is at the bottom;
 scrolling up releases the anchor and scrolling back down restores it (Elia, oterm).
 """
 
@@ -17,7 +16,6 @@ from textual.widget import Widget
 
 if TYPE_CHECKING:
     from textual.widgets import Markdown
-    from textual.widgets.markdown import MarkdownStream
 from textual.widgets import Label, Static
 
 # A fenced code block: ``` or ~~~ (3+), optional info string, body, the same fence closing it.
@@ -55,7 +53,6 @@ class ReplyTurn(Vertical):
         super().__init__(classes="turn assistant")
         self.text = text
         self.partial = partial
-        self._stream: MarkdownStream | None = None
         self._streaming = streaming
 
     def compose(self) -> ComposeResult:
@@ -71,21 +68,17 @@ class ReplyTurn(Vertical):
 
     def on_mount(self) -> None:
         self.set_class(self.partial, "-partial")
-        if self._streaming:
-            self._stream = self.markdown.get_stream(self.markdown)
-            self.add_class("-streaming")
+        self.set_class(self._streaming, "-streaming")
 
     async def append(self, fragment: str) -> None:
-        """Add streamed text (already batched by the worker)."""
+        """Add streamed text (batched by the app: at most a few appends a second)."""
         self.text += fragment
-        if self._stream is not None:
-            await self._stream.write(fragment)
+        if self._streaming:
+            await self.markdown.append(fragment)
 
     async def finish(self, *, partial: bool, text: str | None = None) -> None:
         """Stop streaming; ``text`` (the stored reply) replaces what was streamed if it differs."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        self._streaming = False
         if text is not None and text != self.text:
             self.text = text
             await self.markdown.update(text)

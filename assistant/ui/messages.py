@@ -5,6 +5,7 @@ Workers never touch widgets: they post one of these and the app applies it on th
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,15 @@ class ChatCreated(Message):
     def __init__(self, chat: ChatSummary) -> None:
         super().__init__()
         self.chat = chat
+
+
+class Settle(Message):
+    """Posted by a worker that waits for ``done``: set once the app has handled the messages posted before
+    this one and painted the result (so that work is over before the worker starts something heavy)."""
+
+    def __init__(self, done: threading.Event) -> None:
+        super().__init__()
+        self.done = done
 
 
 class ModelLoaded(Message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from rich.cells import cell_len
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
@@ -34,12 +35,14 @@ class StatusBar(Horizontal):
         self.watch_context_used()
 
     def _set(self, label_id: str, text: str) -> None:
-        """Update one label, and only when its text changes (an update re-lays out the line)."""
+        """Update one label when its text changes. A text of the same width (the live tok/s, several times
+        a second while a reply streams) is only repainted: a layout would cost the model CPU."""
         if not self.is_mounted:
             return
         label = self.query_one(f"#{label_id}", Label)
-        if str(label.content) != text:
-            label.update(text)
+        old = str(label.content)
+        if old != text:
+            label.update(text, layout=cell_len(old) != cell_len(text))
 
     def watch_model_id(self) -> None:
         self._set("status-model", self.model_id or "no model")
