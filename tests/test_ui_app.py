@@ -28,6 +28,8 @@ from assistant.ui.prompt_bar import PromptBar
 from assistant.ui.sidebar import ChatList, Sidebar
 from assistant.ui.status_bar import StatusBar
 
+from conftest import run_cli
+
 
 def make_app(engine: ScriptedEngine, settings: config.Settings | None = None, **kwargs: Any) -> AssistantApp:
     return AssistantApp(engine_factory=lambda model_id: engine, settings=settings, **kwargs)
@@ -555,3 +557,30 @@ def test_streaming_pace_follows_what_updates_cost(engine: ScriptedEngine) -> Non
     _burn_cpu(0.1)
     app._pace_stream()
     assert app.stream_interval == STREAM_INTERVAL_MAX
+
+
+async def test_bad_config_closes_the_app_with_its_one_line_error(engine: ScriptedEngine) -> None:
+    """config.toml is validated just after the first frame: a bad value quits the app, and run() raises the
+    error the CLI prints as one line. The first frame used the file's theme, read without validation."""
+    from assistant import paths
+
+    paths.ensure(paths.config_file().parent)
+    paths.write_text_atomic(paths.config_file(), '[ui]\ntheme = "textual-light"\n[chat]\ntemperature = "hot"\n')
+    app = AssistantApp(engine_factory=lambda model_id: engine)
+    assert app.theme == "textual-light"
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.fatal is not None, "the settings to be validated")
+    assert app.fatal is not None and "chat.temperature" in str(app.fatal)
+    assert app.engine is None  # nothing was loaded
+
+
+def test_bare_assistant_reports_a_bad_config_in_one_line() -> None:
+    from assistant import paths
+
+    paths.ensure(paths.config_file().parent)
+    paths.write_text_atomic(paths.config_file(), "[runtime]\nthreads = 0\n")
+    result = run_cli(timeout=60)  # no arguments: the TUI, which quits at once
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # without a terminal Textual draws on stderr; the error follows, on its own line, once the screen is left
+    last = result.stderr.rstrip().rsplit("\x1b[?1006l", 1)[-1]
+    assert last.startswith("error: ") and "runtime.threads" in last and "\n" not in last

@@ -60,12 +60,13 @@ def _report(exc: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from . import bench as _bench  # noqa: F401  (each module registers its commands on `cli`)
-    from . import chat as _chat  # noqa: F401
-    from . import models as _models  # noqa: F401
-    from . import pull as _pull  # noqa: F401
-    from . import settings as _settings  # noqa: F401
-    from . import speech as _speech  # noqa: F401
+    if sys.argv[1:] if argv is None else argv:  # bare `assistant` opens the TUI at once: no subcommands needed
+        from . import bench as _bench  # noqa: F401  (each module registers its commands on `cli`)
+        from . import chat as _chat  # noqa: F401
+        from . import models as _models  # noqa: F401
+        from . import pull as _pull  # noqa: F401
+        from . import settings as _settings  # noqa: F401
+        from . import speech as _speech  # noqa: F401
 
     try:
         # standalone_mode=False returns a command's exit code instead of raising SystemExit

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,7 +28,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
 
-from ..chat import CancelToken
+from ..errors import AssistantError
 from .backend import Backend, EngineFactory
 from .chat_log import ChatLog, NoticeView, ReplyTurn, code_blocks
 from .messages import (
@@ -46,7 +47,7 @@ from .status_bar import StatusBar
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
-    from ..chat import ChatEngine, Chunk, Stats
+    from ..chat import CancelToken, ChatEngine, Chunk, Stats
     from ..config import Settings
     from ..tts import Speaker
     from .first_run import StarterPuller
@@ -65,6 +66,8 @@ STREAM_INTERVAL_MIN = 0.1
 STREAM_INTERVAL_MAX = 0.5
 STREAM_CPU_SHARE_BUSY = 0.02
 STREAM_CPU_SHARE_SPARE = 0.25
+# At most this many refreshes wait for the footer before the settings are read (see _after_first_frame).
+FIRST_FRAME_REFRESHES = 20
 # Before a reply starts, the worker waits this long at most for the UI to paint the new turn (see Settle).
 SETTLE_TIMEOUT = 0.5
 # While a reply streams, the generation thread re-takes the GIL after every llama.cpp call; with
@@ -97,8 +100,6 @@ class DictationPanel(VoicePanel):
 
 def one_line(error: BaseException | None) -> str:
     """What the user sees for a failure: the message itself, one line, no traceback."""
-    from ..errors import AssistantError
-
     if error is None:
         return "unknown error"
     if isinstance(error, AssistantError):
@@ -223,11 +224,14 @@ class AssistantApp(App[None]):
         backend: Backend | None = None,
         voice_options: dict[str, Any] | None = None,
     ) -> None:
-        from .. import config
-
-        self.settings = settings or config.load()
+        # config.toml is validated just after the first frame (see settings): pydantic takes ~50 ms to
+        # import. The first frame only needs the theme and the keymap, read from the file as they are.
+        self._settings = settings
+        theme, self._keymap_setting = (settings.ui.theme, dict(settings.ui.keymap)) if settings else peek_ui_settings()
+        self.fatal: AssistantError | None = None  # a config error found after the first frame; run() raises it
         super().__init__()
-        self.backend = backend or Backend(self.settings, engine_factory)
+        self._backend = backend
+        self._engine_factory = engine_factory
         self.puller = puller
         self.voice_options = voice_options or {}  # VoicePanel factories (tests script the audio)
         self.engine: ChatEngine | None = None
@@ -246,8 +250,24 @@ class AssistantApp(App[None]):
         # Read by the reply's thread (_ReplyPump), set here after each update (_pace_stream).
         self.stream_interval = STREAM_INTERVAL_MIN
         self._stream_cpu: float | None = None
-        self._stream_share = stream_cpu_share(self.settings.threads())
-        self.theme = self.settings.ui.theme if self.settings.ui.theme in self.available_themes else "textual-dark"
+        self._stream_share = STREAM_CPU_SHARE_BUSY  # set from the thread count once settings are read
+        self.theme = theme if theme in self.available_themes else "textual-dark"
+
+    @property
+    def settings(self) -> Settings:
+        """config.toml, validated: read on the UI thread after the first frame (``_after_first_frame``),
+        before any worker starts."""
+        if self._settings is None:
+            from .. import config
+
+            self._settings = config.load()
+        return self._settings
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = Backend(self.settings, self._engine_factory)
+        return self._backend
 
     # ---------------------------------------------------------------- layout
 
@@ -265,6 +285,29 @@ class AssistantApp(App[None]):
         self._apply_keymap()
         self.query_one(PromptBar).focus()
         self._refresh_title()
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self, waited: int = 0) -> None:
+        """Settings, then the models and chats: imports and reads that would otherwise delay the first frame.
+
+        The first complete frame includes the footer's keys, which Textual adds a few refreshes in."""
+        keys = self.query_one(Footer).children
+        if not (keys and all(key.region for key in keys)) and waited < FIRST_FRAME_REFRESHES:
+            self.call_after_refresh(self._after_first_frame, waited + 1)
+            return
+        if waited >= 0:  # the footer's keys are laid out: let them paint first
+            self.call_after_refresh(self._after_first_frame, -1)
+            return
+        try:
+            settings = self.settings
+        except AssistantError as exc:  # a bad config.toml: quit, and run() reports it in one line
+            self.fatal = exc
+            self.exit(return_code=1)
+            return
+        if settings.ui.keymap != self._keymap_setting:
+            self._keymap_setting = dict(settings.ui.keymap)
+            self._apply_keymap()
+        self._stream_share = stream_cpu_share(settings.threads())
         self._startup()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -272,7 +315,7 @@ class AssistantApp(App[None]):
         self.query_one(Footer).compact = event.size.width < SIDEBAR_BREAKPOINT
 
     def _apply_keymap(self) -> None:
-        keymap = dict(self.settings.ui.keymap)
+        keymap = self._keymap_setting
         known = {b.id for b in self._bindings_with_ids() if b.id}
         unknown = sorted(set(keymap) - known)
         if unknown:
@@ -530,6 +573,8 @@ class AssistantApp(App[None]):
         await log.add_user(text)
         self._reply = await log.add_reply(streaming=True)
         self._reply_chat = self.chat
+        from ..chat import CancelToken
+
         self._cancel = CancelToken()
         self._set_generating(True)
         status = self.query_one(StatusBar)
@@ -795,11 +840,31 @@ class AssistantApp(App[None]):
         if self._speaker is not None:
             self._speaker.stop()
         self.engine = None
-        if not self._busy_workers():
-            self.backend.close()
+        if self._backend is not None and not self._busy_workers():
+            self._backend.close()
         # else a worker still runs in llama.cpp: closing the model under it could crash; the process exit frees it
 
 
 def run() -> None:
-    """Open the app (bare ``assistant``). Config errors surface before the screen is taken over."""
-    AssistantApp().run()
+    """Open the app (bare ``assistant``). A bad config.toml closes it at once with a one-line error."""
+    app = AssistantApp()
+    app.run()
+    if app.fatal is not None:
+        raise app.fatal
+
+
+def peek_ui_settings() -> tuple[str, dict[str, str]]:
+    """``ui.theme`` and ``ui.keymap`` from config.toml, unvalidated (a bad value is reported once the
+    settings are validated, just after the first frame)."""
+    from .. import paths
+
+    try:
+        with paths.config_file().open("rb") as f:
+            ui = tomllib.load(f).get("ui", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "textual-dark", {}
+    theme = ui.get("theme") if isinstance(ui, dict) else None
+    keymap = ui.get("keymap") if isinstance(ui, dict) else None
+    if not isinstance(keymap, dict) or not all(isinstance(v, str) for v in keymap.values()):
+        keymap = {}
+    return (theme if isinstance(theme, str) else "textual-dark"), dict(keymap)
