@@ -31,3 +31,15 @@ def test_help_imports_nothing_heavy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_first_frame_imports_only_textual() -> None:
+    """What bare `assistant` loads before its first frame: no click, no pydantic (config.toml is validated
+    just after the frame), no model runtime. Each would add tens of milliseconds to the first paint."""
+    code = (
+        "import sys\nimport assistant.cli, assistant.cli.tui, assistant.ui.app\n"
+        "heavy = [m for m in ('click', 'pydantic', 'llama_cpp', 'faster_whisper', 'huggingface_hub', 'numpy')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from . import cli
 from ._common import emit_json, human_size, stderr_console
 from .models import models_group
+from .root import cli
 
 
 def stdout_console() -> Any:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli
 from ._common import emit_json
+from .root import cli
 
 if TYPE_CHECKING:
     from ..history import Chat

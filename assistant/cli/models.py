@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli
 from ._common import emit_json, human_size, stdout_console
+from .root import cli
 
 if TYPE_CHECKING:
     from ..catalog import Variant

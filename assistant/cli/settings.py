@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import cli
 from ._common import emit_json, stdout_console
+from .root import cli
 
 
 @cli.command("config")

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import cli
 from ._common import emit_json, stderr_console, stdout_console
+from .root import cli
 
 if TYPE_CHECKING:
     from ..audio import AudioSource
