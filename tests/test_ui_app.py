@@ -584,3 +584,15 @@ def test_bare_assistant_reports_a_bad_config_in_one_line() -> None:
     # without a terminal Textual draws on stderr; the error follows, on its own line, once the screen is left
     last = result.stderr.rstrip().rsplit("\x1b[?1006l", 1)[-1]
     assert last.startswith("error: ") and "runtime.threads" in last and "\n" not in last
+
+
+async def test_startup_does_not_wait_forever_for_the_footer(engine: ScriptedEngine) -> None:
+    """Settings and models are read once the footer's keys are painted, or after FIRST_FRAME_WAIT at most:
+    an app whose footer never shows still starts."""
+
+    class NoFooter(AssistantApp):
+        CSS = "Footer { display: none; }"
+
+    app = NoFooter(engine_factory=lambda model_id: engine)
+    async with app.run_test() as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, "the model to load", 10)

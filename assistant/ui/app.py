@@ -66,8 +66,10 @@ STREAM_INTERVAL_MIN = 0.1
 STREAM_INTERVAL_MAX = 0.5
 STREAM_CPU_SHARE_BUSY = 0.02
 STREAM_CPU_SHARE_SPARE = 0.25
-# At most this many refreshes wait for the footer before the settings are read (see _after_first_frame).
-FIRST_FRAME_REFRESHES = 20
+# After mounting, the settings are read once the footer's keys are on screen (see _after_first_frame),
+# or after this long at most; FRAME is about one repaint at Textual's 60 Hz.
+FIRST_FRAME_WAIT = 0.3
+FRAME = 0.02
 # Before a reply starts, the worker waits this long at most for the UI to paint the new turn (see Settle).
 SETTLE_TIMEOUT = 0.5
 # While a reply streams, the generation thread re-takes the GIL after every llama.cpp call; with
@@ -285,19 +287,19 @@ class AssistantApp(App[None]):
         self._apply_keymap()
         self.query_one(PromptBar).focus()
         self._refresh_title()
-        self.call_after_refresh(self._after_first_frame)
+        self._first_frame_deadline = time.monotonic() + FIRST_FRAME_WAIT
+        self.set_timer(FRAME, self._after_first_frame)
 
-    def _after_first_frame(self, waited: int = 0) -> None:
-        """Settings, then the models and chats: imports and reads that would otherwise delay the first frame.
-
-        The first complete frame includes the footer's keys, which Textual adds a few refreshes in."""
+    def _after_first_frame(self) -> None:
+        """Once the first complete frame is out (it includes the footer's keys, which Textual adds a few
+        repaints in), read what would have delayed it: the settings, then the models and chats."""
         keys = self.query_one(Footer).children
-        if not (keys and all(key.region for key in keys)) and waited < FIRST_FRAME_REFRESHES:
-            self.call_after_refresh(self._after_first_frame, waited + 1)
+        if not (keys and all(key.region for key in keys)) and time.monotonic() < self._first_frame_deadline:
+            self.set_timer(FRAME, self._after_first_frame)  # timers, not call_after_refresh: that waits for a repaint
             return
-        if waited >= 0:  # the footer's keys are laid out: let them paint first
-            self.call_after_refresh(self._after_first_frame, -1)
-            return
+        self.set_timer(FRAME, self._read_settings_and_start)  # a frame later: the keys are painted first
+
+    def _read_settings_and_start(self) -> None:
         try:
             settings = self.settings
         except AssistantError as exc:  # a bad config.toml: quit, and run() reports it in one line
