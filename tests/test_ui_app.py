@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 from _ui_helpers import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
 from textual.widgets import Button, DataTable, Markdown, ProgressBar
+from textual.widgets._footer import FooterKey
 
 from assistant import config
 from assistant.errors import AssistantError
@@ -20,6 +22,7 @@ from assistant.ui.app import (
     STREAM_INTERVAL_MAX,
     STREAM_INTERVAL_MIN,
     AssistantApp,
+    KeyFooter,
     stream_cpu_share,
 )
 from assistant.ui.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
@@ -105,11 +108,13 @@ async def test_escape_cancels_and_keeps_the_partial_reply(engine: ScriptedEngine
         await ready(pilot)
         await send(pilot, "tell me a story")
         await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        assert not gc.isenabled()  # no 40-70 ms garbage collection pause while a reply streams
         # keys still work while the reply streams: the sidebar toggles
         await pilot.press("ctrl+b")
         assert app.screen.has_class("-sidebar-closed")
         await pilot.press("escape")
         await finished(pilot)
+        assert gc.isenabled()
         reply = app.query_one(ReplyTurn)
         assert reply.text == "Once upon a time"
         assert reply.has_class("-partial")
@@ -596,3 +601,19 @@ async def test_startup_does_not_wait_forever_for_the_footer(engine: ScriptedEngi
     app = NoFooter(engine_factory=lambda model_id: engine)
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: app.engine is not None, "the model to load", 10)
+
+
+async def test_footer_keys_are_in_the_first_frame(engine: ScriptedEngine) -> None:
+    """KeyFooter composes its keys at mount (Textual's Footer waits a few repaints): the first frame is
+    complete. This checks the Footer internals KeyFooter relies on still behave."""
+    seen: list[int] = []
+
+    class Probe(AssistantApp):
+        def on_mount(self) -> None:
+            seen.append(len(self.query_one(KeyFooter).query(FooterKey)))
+            super().on_mount()
+
+    app = Probe(engine_factory=lambda model_id: engine)
+    async with app.run_test():
+        pass
+    assert seen and seen[0] >= 5, seen

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import inspect
 import os
 import sys
@@ -90,6 +91,16 @@ WORKER_LABELS = {
     "model-list": "model list",
     "dictation": "dictation",
 }
+
+
+class KeyFooter(Footer):
+    """Textual's Footer, with its keys in the first frame: the stock one composes them only after the
+    bindings-changed signal, a few repaints later (50-60 ms of first paint here). It relies on Footer's
+    ``_bindings_ready`` flag; a test checks the keys are there at mount, so a Textual change shows up."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.set_reactive(Footer._bindings_ready, True)
 
 
 class DictationPanel(VoicePanel):
@@ -248,6 +259,8 @@ class AssistantApp(App[None]):
         self._speaker: Speaker | None = None
         self._said_no_tts = False
         self._switch_interval = sys.getswitchinterval()
+        self._gc_was_enabled = True
+        self._gc_frozen = False
         self._speed_shown = 0.0
         # Read by the reply's thread (_ReplyPump), set here after each update (_pace_stream).
         self.stream_interval = STREAM_INTERVAL_MIN
@@ -281,7 +294,7 @@ class AssistantApp(App[None]):
                 yield DictationPanel(id="voice", **self.voice_options)
                 yield PromptBar(id="prompt")
         yield StatusBar(id="status")
-        yield Footer(id="footer")
+        yield KeyFooter(id="footer")
 
     def on_mount(self) -> None:
         self._apply_keymap()
@@ -382,6 +395,11 @@ class AssistantApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="startup")
     def _startup(self) -> None:
+        # Off the UI thread, so the first reply does not stop the screen to import them.
+        from textual.widgets import Markdown  # noqa: F401
+
+        from .. import chat  # noqa: F401
+
         models = self.backend.installed_llms()
         self.post_message(ChatsListed(self.backend.list_chats()))
         if not models:
@@ -423,6 +441,12 @@ class AssistantApp(App[None]):
         if message.model_id != self.model_id:
             return  # a later choice is loading; the backend unloads this one then
         self.engine = message.engine
+        if not self._gc_frozen:
+            # Everything loaded so far lives as long as the app: keep it out of every later collection,
+            # which makes each one several times shorter.
+            self._gc_frozen = True
+            gc.collect()
+            gc.freeze()
         status = self.query_one(StatusBar)
         status.state = "ready"
         status.context_total = message.context_size
@@ -588,8 +612,14 @@ class AssistantApp(App[None]):
         if value and not self.generating:
             self._switch_interval = sys.getswitchinterval()
             sys.setswitchinterval(min(self._switch_interval, GIL_SWITCH_INTERVAL))
+            # A full garbage collection of a Textual app takes 40-70 ms: a stall of the keys and of
+            # generation. None runs while a reply streams (the little cyclic garbage waits); one may run after.
+            self._gc_was_enabled = gc.isenabled()
+            gc.disable()
         elif not value and self.generating:
             sys.setswitchinterval(self._switch_interval)
+            if self._gc_was_enabled:
+                gc.enable()
         self.generating = value
         self.query_one(StatusBar).state = "generating" if value else ("ready" if self.engine else "no model")
         self.refresh_bindings()
@@ -839,6 +869,10 @@ class AssistantApp(App[None]):
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._switch_interval)
+        if self.generating and self._gc_was_enabled:
+            gc.enable()
+        if self._gc_frozen:
+            gc.unfreeze()  # the process may go on (tests, embedding): its objects are collectable again
         if self._speaker is not None:
             self._speaker.stop()
         self.engine = None
