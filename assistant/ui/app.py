@@ -621,6 +621,8 @@ class AssistantApp(App[None]):
             if self._gc_was_enabled:
                 gc.enable()
         self.generating = value
+        # The prompt's blinking cursor repaints twice a second: CPU the model would use (see STREAM_CPU_SHARE_BUSY)
+        self.query_one(PromptBar).cursor_blink = not value
         self.query_one(StatusBar).state = "generating" if value else ("ready" if self.engine else "no model")
         self.refresh_bindings()
 
