@@ -34,15 +34,15 @@ class StatusBar(Horizontal):
         self.watch_tokens_per_second()
         self.watch_context_used()
 
-    def _set(self, label_id: str, text: str) -> None:
-        """Update one label when its text changes. A text of the same width (the live tok/s, several times
-        a second while a reply streams) is only repainted: a layout would cost the model CPU."""
+    def _set(self, label_id: str, text: str, *, fixed_width: bool = False) -> None:
+        """Update one label when its text changes. A label whose size cannot change (fixed width, or a text
+        as wide as before) is only repainted: a layout pass while a reply streams would cost the model CPU."""
         if not self.is_mounted:
             return
         label = self.query_one(f"#{label_id}", Label)
         old = str(label.content)
         if old != text:
-            label.update(text, layout=cell_len(old) != cell_len(text))
+            label.update(text, layout=not fixed_width and cell_len(old) != cell_len(text))
 
     def watch_model_id(self) -> None:
         self._set("status-model", self.model_id or "no model")
@@ -55,8 +55,7 @@ class StatusBar(Horizontal):
             label.set_class(self.state == "error", "-error")
 
     def watch_tokens_per_second(self) -> None:
-        speed = self.tokens_per_second
-        self._set("status-speed", f"{speed:.1f} tok/s" if speed is not None else "")
+        self._set("status-speed", speed_text(self.tokens_per_second), fixed_width=True)
 
     def watch_context_used(self) -> None:
         used, total = self.context_used, self.context_total
@@ -64,3 +63,10 @@ class StatusBar(Horizontal):
 
     def watch_context_total(self) -> None:
         self.watch_context_used()
+
+
+def speed_text(speed: float | None) -> str:
+    """The live figure, at most 11 cells (#status-speed is 12 wide in app.tcss)."""
+    if speed is None:
+        return ""
+    return f"{speed:.1f} tok/s" if speed < 100 else f"{min(speed, 99_999):.0f} tok/s"
