@@ -11,7 +11,9 @@
   from the first to the last piece the app received. The raw baseline is llama-cpp-python's
   ``create_completion(stream=True)`` on the *same* loaded ``Llama`` (same GGUF, threads, batch), greedy, the
   same prompt. Alternating runs: the best of each, and the median ratio of each TUI run to the raw run
-  just before it (steadier on a machine whose speed drifts). Target: TUI >= 0.97 x raw.
+  just before it. The target is on the latter: on a machine whose speed drifts (this one's raw speed
+  wandered 145-180 tok/s over an afternoon), one fast raw run decides the best-of ratio alone, while a
+  pair's two runs are seconds apart. Target: TUI >= 0.97 x raw.
 * The UI thread's CPU time from the first to the last token of the TUI speed runs (a share of one core):
   what streaming takes away from llama.cpp, and a figure that, unlike the timings, hardly changes when the
   machine is busy.
@@ -293,7 +295,7 @@ def main() -> None:
         {"measure": "first paint, median (s)", "value": statistics.median(paints), "target": ""},
         {"measure": "raw llama-cpp-python tg (tok/s)", "value": raw_best, "target": ""},
         {"measure": "TUI streaming tg (tok/s)", "value": tui_best, "target": ""},
-        {"measure": "TUI / raw, best of each", "value": tui_best / raw_best, "target": ">= 0.97"},
+        {"measure": "TUI / raw, best of each", "value": tui_best / raw_best, "target": ""},
         {"measure": "TUI / raw, median of run pairs", "value": paired, "target": ">= 0.97"},
         {"measure": "UI thread CPU while streaming (% of a core)", "value": 100 * ui_cpu, "target": ""},
         {"measure": "loop lag p50 while streaming (ms)", "value": percentile(lags_ms, 0.5), "target": ""},
@@ -327,7 +329,7 @@ def main() -> None:
                 "max": max(lags_ms, default=0.0),
                 "samples": len(lags_ms),
             },
-            "targets": {"first_paint_s": 0.3, "ratio": 0.97, "loop_lag_max_ms": 100},
+            "targets": {"first_paint_s": 0.3, "ratio_paired_median": 0.97, "loop_lag_max_ms": 100},
         },
     )
     print(f"\nwrote {out}")
