@@ -7,15 +7,14 @@ as it streams. Ctrl+C during a reply stops it after the current token and keeps 
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._chatting import ctrl_c_cancels, open_chat, open_session
 from ._common import emit_json
 from .root import cli
 
@@ -77,9 +76,9 @@ def chat(
         for k, v in {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}.items()
         if v is not None
     }
-    session = _session(n_ctx)
+    session = open_session(n_ctx)
     try:
-        current = _open_chat(session, chat_id, model_id, system_prompt, overrides)
+        current = open_chat(session, chat_id, model_id, system_prompt, overrides)
         if prompt is None:
             _repl(session, current)
         else:
@@ -88,64 +87,10 @@ def chat(
         session.close()
 
 
-def _session(n_ctx: int | None) -> ChatSession:
-    from .. import config
-    from ..engine import load_engine
-    from ..session import ChatSession
-
-    settings = config.load()
-    return ChatSession(settings=settings, engine_factory=lambda mid: load_engine(mid, settings, n_ctx=n_ctx))
-
-
-def _open_chat(
-    session: ChatSession,
-    chat_id: int | None,
-    model_id: str | None,
-    system_prompt: str | None,
-    overrides: dict[str, Any],
-) -> Chat:
-    """The chat to talk in, with the model loaded first: a bad --model must not leave an empty chat."""
-    history = session.history
-    if chat_id is not None:
-        existing = history.get_chat(chat_id)
-        engine = session.engine(model_id or existing.model_id)
-        if model_id or system_prompt is not None or overrides:
-            # flags given with --chat become the chat's settings from now on
-            return history.update_chat(
-                chat_id,
-                model_id=engine.model_id if model_id else None,
-                system_prompt=system_prompt,
-                options={**existing.options, **overrides} if overrides else None,
-            )
-        return existing
-    engine = session.engine(model_id)
-    return session.new_chat(model_id=engine.model_id, system_prompt=system_prompt, options=overrides)
-
-
-@contextlib.contextmanager
-def _ctrl_c_cancels(turn: Turn) -> Iterator[None]:
-    """While a reply streams, Ctrl+C stops it cleanly after the current token; a second Ctrl+C aborts."""
-
-    def handler(signum: int, frame: Any) -> None:
-        if turn.cancel_token.cancelled:
-            raise KeyboardInterrupt
-        turn.cancel()
-
-    try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _stream(turn: Turn, *, echo: bool) -> None:
     """Run the turn, printing text to stdout and notices to stderr as they come."""
     wrote = False
-    with _ctrl_c_cancels(turn):
+    with ctrl_c_cancels(turn):
         for chunk in turn:
             if chunk.notice:
                 click.secho(f"[{chunk.notice}]", err=True, dim=True)

@@ -386,11 +386,11 @@ def _print_devices(devices: list[Any], as_json: bool) -> None:
 
 def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
     """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``)."""
-    from .chat import _ctrl_c_cancels
+    from ._chatting import ctrl_c_cancels
 
     turn = session.send(chat.id, text)
     wrote = False
-    with _ctrl_c_cancels(turn):
+    with ctrl_c_cancels(turn):
         for chunk in turn:
             if chunk.notice:
                 click.secho(f"[{chunk.notice}]", err=True, dim=True)
@@ -409,11 +409,11 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
 
 
 def _open_session(chat_model: str | None) -> tuple[Any, Any]:
-    from .chat import _open_chat, _session
+    from ._chatting import open_chat, open_session
 
-    session = _session(None)
+    session = open_session(None)
     try:
-        return session, _open_chat(session, None, chat_model, None, {})
+        return session, open_chat(session, None, chat_model, None, {})
     except BaseException:
         session.close()
         raise

@@ -1,0 +1,67 @@
+"""What ``assistant chat`` and the voice commands share: a chat session over the configured models,
+the chat to talk in, and Ctrl+C stopping a reply cleanly."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..history import Chat
+    from ..session import ChatSession, Turn
+
+
+def open_session(n_ctx: int | None) -> ChatSession:
+    from .. import config
+    from ..engine import load_engine
+    from ..session import ChatSession
+
+    settings = config.load()
+    return ChatSession(settings=settings, engine_factory=lambda mid: load_engine(mid, settings, n_ctx=n_ctx))
+
+
+def open_chat(
+    session: ChatSession,
+    chat_id: int | None,
+    model_id: str | None,
+    system_prompt: str | None,
+    overrides: dict[str, Any],
+) -> Chat:
+    """The chat to talk in, with the model loaded first: a bad --model must not leave an empty chat."""
+    history = session.history
+    if chat_id is not None:
+        existing = history.get_chat(chat_id)
+        engine = session.engine(model_id or existing.model_id)
+        if model_id or system_prompt is not None or overrides:
+            # flags given with --chat become the chat's settings from now on
+            return history.update_chat(
+                chat_id,
+                model_id=engine.model_id if model_id else None,
+                system_prompt=system_prompt,
+                options={**existing.options, **overrides} if overrides else None,
+            )
+        return existing
+    engine = session.engine(model_id)
+    return session.new_chat(model_id=engine.model_id, system_prompt=system_prompt, options=overrides)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels(turn: Turn) -> Iterator[None]:
+    """While a reply streams, Ctrl+C stops it cleanly after the current token; a second Ctrl+C aborts."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if turn.cancel_token.cancelled:
+            raise KeyboardInterrupt
+        turn.cancel()
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
