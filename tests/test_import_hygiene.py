@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -23,23 +24,23 @@ def test_headless_module_does_not_import_textual(module: str) -> None:
     assert result.returncode == 0, f"{module} imports textual\n{result.stderr}"
 
 
+def loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint('LOADED', [m for m in {modules!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert "LOADED" in result.stdout, result.stdout + result.stderr
+    return list(ast.literal_eval(result.stdout.split("LOADED", 1)[1].strip()))
+
+
 def test_help_imports_nothing_heavy() -> None:
-    code = (
-        "import sys\nfrom assistant.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('llama_cpp', 'faster_whisper', 'textual', 'huggingface_hub', 'numpy', 'ctranslate2')"
-        " if m in sys.modules]\nprint('HEAVY', heavy)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+    code = "from assistant.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"
+    heavy = ("llama_cpp", "faster_whisper", "textual", "huggingface_hub", "numpy", "ctranslate2")
+    assert loaded_after(code, heavy) == []
 
 
 def test_first_frame_imports_only_textual() -> None:
     """What bare `assistant` loads before its first frame: no click, no pydantic (config.toml is validated
     just after the frame), no model runtime. Each would add tens of milliseconds to the first paint."""
-    code = (
-        "import sys\nimport assistant.cli, assistant.cli.tui, assistant.ui.app\n"
-        "heavy = [m for m in ('click', 'pydantic', 'llama_cpp', 'faster_whisper', 'huggingface_hub', 'numpy')"
-        " if m in sys.modules]\nprint('HEAVY', heavy)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+    code = "import assistant.cli, assistant.cli.tui, assistant.ui.app"
+    heavy = ("click", "pydantic", "llama_cpp", "faster_whisper", "huggingface_hub", "numpy")
+    assert loaded_after(code, heavy) == []
