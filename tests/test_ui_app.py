@@ -17,6 +17,7 @@ from assistant import config
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.ui.app import (
+    SETTLE_TIMEOUT,
     STREAM_CPU_SHARE_BUSY,
     STREAM_CPU_SHARE_SPARE,
     STREAM_INTERVAL_MAX,
@@ -617,3 +618,25 @@ async def test_footer_keys_are_in_the_first_frame(engine: ScriptedEngine) -> Non
     async with app.run_test():
         pass
     assert seen and seen[0] >= 5, seen
+
+
+async def test_reply_starts_once_the_turn_is_painted_without_waiting_out_the_timeout(engine: ScriptedEngine) -> None:
+    """The generation worker waits for the UI to paint the new turn (Settle) before the model starts:
+    that wait ends with the paint, in a new chat and in an existing one, never by SETTLE_TIMEOUT."""
+    started: list[float] = []
+    stream = engine.stream
+
+    def timed_stream(*args: Any, **kwargs: Any) -> Any:
+        started.append(time.perf_counter())
+        return stream(*args, **kwargs)
+
+    engine.stream = timed_stream  # type: ignore[method-assign]
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        for text in ("first message, new chat", "second message, same chat", "third"):
+            engine.enqueue("ok")
+            sent = time.perf_counter()
+            await send(pilot, text)
+            await finished(pilot)
+            assert started[-1] - sent < SETTLE_TIMEOUT * 0.8, started[-1] - sent
