@@ -443,9 +443,9 @@ class AssistantApp(App[None]):
         self.engine = message.engine
         if not self._gc_frozen:
             # Everything loaded so far lives as long as the app: keep it out of every later collection,
-            # which makes each one several times shorter.
+            # which makes each one several times shorter. No collection first: it would stall the screen
+            # as long as the ones this shortens; the little startup garbage is simply frozen too.
             self._gc_frozen = True
-            gc.collect()
             gc.freeze()
         status = self.query_one(StatusBar)
         status.state = "ready"
