@@ -80,7 +80,9 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     target = path or paths.database_file()
     paths.ensure(target.parent)
     try:
-        conn = sqlite3.connect(target, timeout=30, isolation_level=None)
+        # Still one thread per connection; check_same_thread=False only lets its owner (History.close) close
+        # the ones opened on threads that outlive it, such as llama.cpp's, where replies are stored.
+        conn = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")

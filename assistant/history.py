@@ -219,10 +219,7 @@ class History:
         with self._owned_lock:
             owned, self._owned = self._owned, []
         for conn in owned:
-            try:
-                conn.close()
-            except sqlite3.ProgrammingError:
-                pass  # opened in another thread that is gone; the process exit closes it
+            conn.close()
         self._local = threading.local()
 
     @contextmanager

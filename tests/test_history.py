@@ -175,3 +175,16 @@ def test_passed_connection_is_not_closed(history: History) -> None:
     conn.close()
     with pytest.raises(sqlite3.ProgrammingError):
         conn.execute("SELECT 1")
+
+
+def test_close_closes_the_connections_of_other_threads() -> None:
+    """Replies are stored from llama.cpp's thread, which outlives any History: close() must close that
+    thread's connection too, not leave it open until the process exits."""
+    history = History()
+    opened: list[sqlite3.Connection] = []
+    worker = threading.Thread(target=lambda: opened.append(history.conn))
+    worker.start()
+    worker.join()
+    history.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[0].execute("SELECT 1")
