@@ -1,7 +1,8 @@
 """The conversation view: user turns, assistant replies rendered as Markdown while they stream, notices.
 
 A streaming reply is appended to its Markdown widget (``Markdown.append`` re-parses only the last
-block); the app batches the text, so a fast model never floods the event loop. The log is *anchored*: it follows new text only while the user is at the bottom;
+block); the app batches the text, so a fast model never floods the event loop. The log is *anchored*:
+it follows new text only while the user is at the bottom;
 scrolling up releases the anchor and scrolling back down restores it (Elia, oterm).
 """
 
