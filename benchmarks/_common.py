@@ -1,7 +1,8 @@
-"""Shared bits for the benchmark scripts: where results go, a table printer."""
+"""Shared bits for the benchmark scripts: where results go, a table printer, the chat benchmarks' options."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
@@ -15,6 +16,29 @@ REPO = Path(__file__).resolve().parent.parent
 # token budget without an end token.
 SYSTEM = "You are a helpful assistant."
 PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a map. Use many chapters."
+
+
+def chat_parser(doc: str | None, *, ctx: int) -> argparse.ArgumentParser:
+    """The options every chat benchmark takes (a script adds its own)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="installed model id (default: the configured chat model)")
+    parser.add_argument("--gguf", type=Path, help="a GGUF file instead of an installed model")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ctx", type=int, default=ctx)
+    return parser
+
+
+def chat_model(args: argparse.Namespace) -> tuple[Any, int, Any]:
+    """(settings, threads, the installed model to run or None when --gguf names a file)."""
+    from assistant import config
+    from assistant.store import Store
+
+    settings = config.load()
+    threads = args.threads or settings.threads()
+    item = None if args.gguf else Store().require(args.model or settings.models.chat)
+    return settings, threads, item
 
 
 def write_json(name: str, data: Any) -> Path:

@@ -19,7 +19,6 @@ Writes benchmarks/results/chat_speed.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import PROMPT, REPO, SYSTEM, print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, chat_model, chat_parser, print_table, write_json
 
 # Filler for the long-chat test: each pre-written turn is roughly 160 tokens with SmolLM2's tokenizer.
 FILLER_USER = "Tell me more about rivers, their sources, how they shape valleys, and why some of them flood."
@@ -130,28 +129,14 @@ def help_time(runs: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="installed model id (default: the configured chat model)")
-    parser.add_argument("--gguf", type=Path, help="a GGUF file instead of an installed model")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--ctx", type=int, default=4096)
-    args = parser.parse_args()
+    args = chat_parser(__doc__, ctx=4096).parse_args()
 
-    from assistant import config
     from assistant.chat import Message
     from assistant.engine import LlamaEngine
-    from assistant.store import Store
 
-    settings = config.load()
-    threads = args.threads or settings.threads()
-    if args.gguf:
-        source: Any = args.gguf
-        model_id = args.gguf.stem
-    else:
-        source = Store().require(args.model or settings.models.chat)
-        model_id = source.id
+    settings, threads, item = chat_model(args)
+    source: Any = item or args.gguf
+    model_id = item.id if item else args.gguf.stem
     engine = LlamaEngine(source, n_ctx=args.ctx, n_threads=threads, model_id=model_id)
     if engine.completion_mode:
         sys.exit(f"{model_id} has no chat template; benchmark a chat model")

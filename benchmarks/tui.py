@@ -28,7 +28,6 @@ Writes benchmarks/results/tui.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import fcntl
 import os
@@ -47,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import PROMPT, REPO, SYSTEM, print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, chat_model, chat_parser, print_table, write_json
 
 FIRST_PAINT = b"New chat"  # a footer label: part of the first frame Textual writes
 PAINT_TIMEOUT = 30.0
@@ -218,28 +217,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="installed model id (default: the configured chat model)")
-    parser.add_argument("--gguf", type=Path, help="a GGUF file instead of an installed model")
-    parser.add_argument("--threads", type=int)
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = chat_parser(__doc__, ctx=2048)
     parser.add_argument("--paint-runs", type=int, default=5)
-    parser.add_argument("--ctx", type=int, default=2048)
     args = parser.parse_args()
 
     from assistant import config
     from assistant.chat import Message
     from assistant.engine import LlamaEngine
-    from assistant.store import Store
 
-    settings = config.load()
-    threads = args.threads or settings.threads()
-    if args.gguf:
+    settings, threads, item = chat_model(args)
+    if item is None:
         path = args.gguf.resolve()
         model_id = "smollm2-135m-instruct:q4_1" if "smol" in path.name.lower() else "bench-model:gguf"
     else:
-        item = Store().require(args.model or settings.models.chat)
         path, model_id = item.path, item.id
 
     # -- first paint (child processes, each with a fresh home) --
