@@ -35,12 +35,16 @@ HUB_ID = "smol-hub:q4_1"
 MB = 1_000_000
 
 
-def _fresh_home(base: Path) -> Path:
+def _fresh_home(base: Path, catalog_text: str | None = None) -> Path:
+    """A new ASSISTANT_HOME (set for this process), with ``catalog_text`` as its models.toml if given."""
     from assistant import catalog
 
     home = Path(tempfile.mkdtemp(prefix="home-", dir=base))
     os.environ["ASSISTANT_HOME"] = str(home)
     catalog.default.cache_clear()
+    if catalog_text is not None:
+        (home / "config").mkdir()
+        (home / "config" / "models.toml").write_text(catalog_text)
     return home
 
 
@@ -73,9 +77,7 @@ def hub_pulls(base: Path, runs: int) -> list[dict[str, Any]]:
     with HubServer(root) as hub:
         best = float("inf")
         for _ in range(runs):
-            home = _fresh_home(base)
-            (home / "config").mkdir()
-            (home / "config" / "models.toml").write_text(hub_catalog())
+            home = _fresh_home(base, hub_catalog())
             started = time.perf_counter()
             download.pull(HUB_ID, endpoint=hub.url)
             best = min(best, time.perf_counter() - started)
@@ -83,9 +85,7 @@ def hub_pulls(base: Path, runs: int) -> list[dict[str, Any]]:
         rows.append({"what": "hub in-process", "MB": SMOL_SIZE / MB, "seconds": best, "MB/s": SMOL_SIZE / MB / best})
         best = float("inf")
         for _ in range(runs):
-            home = _fresh_home(base)
-            (home / "config").mkdir()
-            (home / "config" / "models.toml").write_text(hub_catalog())
+            home = _fresh_home(base, hub_catalog())
             started = time.perf_counter()
             subprocess.run(
                 [*assistant_cmd(), "models", "pull", HUB_ID],
