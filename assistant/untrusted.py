@@ -26,7 +26,7 @@ def clean(text: object, *, one_line: bool = False) -> str:
     value = text if isinstance(text, str) else str(text)
     if one_line:
         return _CONTROL_ONE_LINE.sub(lambda m: " " if m.group() in "\n\r\t" else "", value)
-    return _CONTROL.sub(lambda m: "\n" if m.group() == "\r" else "", value)
+    return _CONTROL.sub("", value)
 
 
 def plain(text: object, *, one_line: bool = False, style: str = "") -> Text:
