@@ -260,13 +260,16 @@ def _readable_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[Any, 
                 yield tuple(row[1:])
             return
         except sqlite3.Error:
+            if after < 0:  # ids start at 1: skip the negative half at once, then step ahead, further each time
+                after, skip = 0, 1
+                continue
             after, skip = min(after + skip, 2**63 - 1), skip * 2
 
 
 def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
-    """Copy the recovered rows into the fresh database's tables (the columns both have); drop rows whose chat
-    was lost, then bring stored paths to the current layout. Returns rows saved per table."""
-    from . import store
+    """Copy the recovered rows into the fresh database's tables (the columns both have); give messages whose chat
+    was lost a chat again, then bring stored paths to the current layout. Returns rows saved per table."""
+    from . import history, store
 
     conn = sqlite3.connect(fresh, isolation_level=None)
     try:
@@ -294,6 +297,7 @@ def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
                 conn.execute(f'INSERT OR IGNORE INTO main."{table}" ({cols}) SELECT {cols} FROM old."{table}"')
             except sqlite3.Error:
                 continue  # rows that break this table's constraints: the table stays empty
+        history.adopt_orphans(conn)
         for table, rowid, _parent, _ in conn.execute("PRAGMA main.foreign_key_check").fetchall():
             conn.execute(f'DELETE FROM main."{table}" WHERE rowid = ?', (rowid,))
         store._relative_paths(conn)
@@ -314,7 +318,7 @@ def models() -> list[Check]:
     from .store import Store, is_whisper_dir
 
     try:
-        store = Store(db.connect(readonly=True))
+        store = Store(db.connect(paths.database_file(), readonly=True))  # a check changes nothing
         items = store.list()
     except AssistantError as exc:
         return [Check("models", "installed models", PROBLEM, f"cannot list them: {exc.message}", exc.hint or "")]

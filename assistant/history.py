@@ -205,6 +205,17 @@ def _snippet(text: str, needle: str, width: int = 80) -> str:
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
 
 
+def adopt_orphans(conn: sqlite3.Connection) -> int:
+    """After a repair: give messages whose chat row was lost a chat again (titled "recovered chat N"), rather
+    than lose them too. Returns how many chats were made."""
+    cur = conn.execute(
+        "INSERT INTO chats (id, title, model_id, system_prompt, options, created_at, updated_at)"
+        " SELECT chat_id, 'recovered chat ' || chat_id, MAX(model_id), '', '{}', MIN(created_at), MAX(created_at)"
+        " FROM messages WHERE chat_id NOT IN (SELECT id FROM chats) GROUP BY chat_id"
+    )
+    return max(cur.rowcount, 0)
+
+
 class History:
     """Chats and messages. Safe to share between threads (each thread gets its own connection)."""
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from ._common import emit_json, stdout_console
+from ._common import emit_json
 from .root import cli
 
 
@@ -39,7 +41,7 @@ def doctor(repair: bool, clean: bool, as_json: bool) -> None:
                 plain(c.detail, one_line=True),
                 plain(c.fix, one_line=True),
             )
-        console = stdout_console()
+        console = _console()
         console.print(table)
         if remaining:
             console.print(plain(f"{len(remaining)} problem(s) found", style="red"))
@@ -47,3 +49,12 @@ def doctor(repair: bool, clean: bool, as_json: bool) -> None:
             console.print(plain("no problems found", style="green"))
     if remaining:
         raise click.exceptions.Exit(1)
+
+
+def _console() -> Any:
+    """Paths are long: when stdout is not a terminal, don't fold them into Rich's default 80 columns."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
