@@ -143,11 +143,20 @@ def _chat(row: sqlite3.Row) -> Chat:
         title=row["title"],
         model_id=row["model_id"],
         system_prompt=row["system_prompt"],
-        options=json.loads(row["options"] or "{}"),
+        options=_options(row["options"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         message_count=row["message_count"] if "message_count" in keys else 0,
     )
+
+
+def _options(text: str | None) -> dict[str, Any]:
+    """A chat's options; a damaged value reads as none rather than failing every listing."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
@@ -166,6 +175,10 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         created_at=row["created_at"],
         finished_at=row["finished_at"],
     )
+
+
+def _storable(number: int) -> bool:
+    return -(2**63) <= number < 2**63
 
 
 def title_from(text: str) -> str:
@@ -192,12 +205,24 @@ def _snippet(text: str, needle: str, width: int = 80) -> str:
     return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
 
 
+def adopt_orphans(conn: sqlite3.Connection) -> int:
+    """After a repair: give messages whose chat row was lost a chat again (titled "recovered chat N"), rather
+    than lose them too. Returns how many chats were made."""
+    cur = conn.execute(
+        "INSERT INTO chats (id, title, model_id, system_prompt, options, created_at, updated_at)"
+        " SELECT chat_id, 'recovered chat ' || chat_id, MAX(model_id), '', '{}', MIN(created_at), MAX(created_at)"
+        " FROM messages WHERE chat_id NOT IN (SELECT id FROM chats) GROUP BY chat_id"
+    )
+    return max(cur.rowcount, 0)
+
+
 class History:
     """Chats and messages. Safe to share between threads (each thread gets its own connection)."""
 
     def __init__(self, conn: sqlite3.Connection | None = None) -> None:
         first = conn or db.connect()
-        self._path = Path(first.execute("PRAGMA database_list").fetchone()["file"])
+        self._path = getattr(first, "path", None) or Path(first.execute("PRAGMA database_list").fetchone()["file"])
+        self._readonly = bool(getattr(first, "readonly", False))
         self._local = threading.local()
         self._local.conn = first
         self._owned: list[sqlite3.Connection] = [] if conn is not None else [first]
@@ -208,7 +233,7 @@ class History:
         """This thread's connection (opened on first use in a thread)."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = db.connect(self._path)
+            conn = db.connect(self._path, readonly=self._readonly)
             self._local.conn = conn
             with self._owned_lock:
                 self._owned.append(conn)
@@ -262,6 +287,8 @@ class History:
         return [_chat(r) for r in self.conn.execute(sql, params)]
 
     def find_chat(self, chat_id: int) -> Chat | None:
+        if not _storable(chat_id):
+            return None  # no row can have it (SQLite ids are 64-bit): not a chat, rather than an OverflowError
         row = self.conn.execute(
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.chat_id = c.id) AS message_count"
             " FROM chats c WHERE c.id = ?",
@@ -347,6 +374,8 @@ class History:
         ]
 
     def get_message(self, message_id: int) -> StoredMessage:
+        if not _storable(message_id):
+            raise AssistantError(f"no message {message_id}")
         row = self.conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
         if row is None:
             raise AssistantError(f"no message {message_id}")

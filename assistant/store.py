@@ -37,7 +37,33 @@ MIGRATIONS = [
         );
         """,
     ),
+    # managed files are stored relative to the models folder, so a home that is moved or copied keeps working
+    # and a copy never points at (or deletes) the original's files
+    ("store_002_relative_paths", lambda conn: _relative_paths(conn)),
 ]
+
+
+def _relative_paths(conn: sqlite3.Connection) -> None:
+    for model_id, stored in conn.execute("SELECT id, path FROM models WHERE managed = 1").fetchall():
+        relative = _store_relative(model_id, Path(stored))
+        if relative is not None:
+            conn.execute("UPDATE models SET path = ? WHERE id = ?", (relative, model_id))
+
+
+def _store_relative(model_id: str, path: Path) -> str | None:
+    """``<family>/<tag>/...`` for an absolute ``.../models/<family>/<tag>/...`` path of ``model_id``: the layout
+    every managed model has (``variant_dir``), whichever home it was recorded in."""
+    if not path.is_absolute():
+        return None
+    try:
+        family, tag = catalog.validate_id(model_id)
+    except AssistantError:
+        return None
+    parts = path.parts
+    for at in range(len(parts) - 3, -1, -1):
+        if parts[at : at + 3] == ("models", family, tag):
+            return Path(*parts[at + 1 :]).as_posix()
+    return None
 
 
 @dataclass
@@ -52,6 +78,7 @@ class Installed:
     provenance: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     installed_at: float = 0.0
+    deleted: bool = False  # set by Store.remove: its files were deleted (not only forgotten)
 
     @property
     def present(self) -> bool:
@@ -76,37 +103,87 @@ class Installed:
         }
 
 
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object column; anything else (damaged, hand-edited) reads as empty rather than failing a listing."""
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _row(row: sqlite3.Row) -> Installed:
     return Installed(
         id=row["id"],
         kind=row["kind"],
-        path=Path(row["path"]),
+        path=_loaded_path(row["path"]),
         managed=bool(row["managed"]),
         size_bytes=row["size_bytes"],
         sha256=row["sha256"],
         source=row["source"],
-        provenance=json.loads(row["provenance"] or "{}"),
-        info=json.loads(row["info"] or "{}"),
+        provenance=_json_object(row["provenance"]),
+        info=_json_object(row["info"]),
         installed_at=row["installed_at"],
     )
+
+
+def _loaded_path(stored: str) -> Path:
+    path = Path(stored)
+    return path if path.is_absolute() else paths.models_dir() / path
+
+
+def _stored_path(item: Installed) -> str:
+    """What the row keeps: managed files relative to this home's models folder, anything else absolute."""
+    if item.managed:
+        with contextlib.suppress(ValueError):
+            return item.path.relative_to(paths.models_dir()).as_posix()
+    return str(item.path)
+
+
+def owned(path: Path) -> bool:
+    """True if ``path`` is inside this home's models folder (after following links): the only files the
+    store ever deletes."""
+    root = paths.models_dir().resolve()
+    try:
+        target = path.resolve()
+    except OSError:
+        return False
+    return target != root and target.is_relative_to(root)
 
 
 class Store:
     """The installed-model registry over the app database."""
 
     def __init__(self, conn: sqlite3.Connection | None = None) -> None:
-        self.conn = conn or db.connect()
+        # A damaged database must not stop a model that is on disk from loading (transcribe, chat): then
+        # ``require`` finds managed models by their folder, and listings report the damage (see _check).
+        self.damaged: db.DatabaseDamaged | None = None
+        if conn is None:
+            try:
+                conn = db.connect()
+            except db.DatabaseDamaged as exc:
+                self.damaged = exc
+                conn = db.empty(exc.path)
+        self.conn = conn
+
+    def _check(self) -> None:
+        if self.damaged is not None:
+            raise self.damaged
 
     def list(self, kind: str | None = None) -> list[Installed]:
+        self._check()
         sql = "SELECT * FROM models" + (" WHERE kind = ?" if kind else "") + " ORDER BY id"
         return [_row(r) for r in self.conn.execute(sql, (kind,) if kind else ())]
 
     def get(self, model_id: str) -> Installed | None:
+        self._check()
         row = self.conn.execute("SELECT * FROM models WHERE id = ?", (model_id,)).fetchone()
         return _row(row) if row else None
 
     def require(self, model_id: str) -> Installed:
         """The installed model ``model_id`` (a family name alone picks its installed variant)."""
+        if self.damaged is not None:
+            return self._from_files(model_id)
         resolved = self.resolve(model_id)
         found = self.get(resolved)
         if found is None:
@@ -118,6 +195,23 @@ class Store:
             )
         return found
 
+    def _from_files(self, model_id: str) -> Installed:
+        """A catalog model found in its store folder, for when the database cannot say where it is."""
+        damage = self.damaged
+        assert damage is not None
+        variant = catalog.default().find(catalog.normalize_id(model_id.strip().lower(), catalog.default()))
+        if variant is None:
+            raise damage
+        path = variant_dir(variant.id) / variant.install_name
+        if not path.exists():
+            raise damage
+        info: dict[str, Any] = {}
+        if variant.kind == "llm":
+            from . import gguf
+
+            info = gguf.read(path).summary()
+        return Installed(variant.id, variant.kind, path, True, dir_size(path), None, "store folder", info=info)
+
     def resolve(self, model_id: str) -> str:
         text = model_id.strip().lower()
         if ":" not in text and catalog.PART_RE.match(text):
@@ -127,11 +221,15 @@ class Store:
         return catalog.normalize_id(text, catalog.default())
 
     def by_path(self, path: Path) -> Installed | None:
-        row = self.conn.execute("SELECT * FROM models WHERE path = ?", (str(path),)).fetchone()
+        probe = Installed("", "", path, True, 0, None, "")
+        row = self.conn.execute(
+            "SELECT * FROM models WHERE path IN (?, ?)", (str(path), _stored_path(probe))
+        ).fetchone()
         return _row(row) if row else None
 
     def add(self, item: Installed) -> Installed:
         """Register ``item`` (replacing a row with the same id). Called only once its files are final."""
+        self._check()
         item.installed_at = item.installed_at or time.time()
         with db.transaction(self.conn):
             self.conn.execute(
@@ -140,7 +238,7 @@ class Store:
                 (
                     item.id,
                     item.kind,
-                    str(item.path),
+                    _stored_path(item),
                     int(item.managed),
                     item.size_bytes,
                     item.sha256,
@@ -153,23 +251,34 @@ class Store:
         return item
 
     def remove(self, model_id: str) -> Installed:
-        """Forget a model; delete its files only if the store owns them (imports stay where they were)."""
+        """Forget a model; delete its files only if the store owns them *and* they are inside this home's
+        models folder (imports, and files of another home this one was copied from, stay where they are)."""
         item = self.get(model_id)
         if item is None:
             raise AssistantError(f"model {model_id} is not installed", "see 'assistant models list'")
         with db.transaction(self.conn):
             self.conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
-        if item.managed:
-            own_dir = variant_dir(item.id)
-            if item.path.is_relative_to(own_dir):
+        if item.managed and owned(item.path):
+            item.deleted = True
+            own_dir = _own_variant_dir(item.id)
+            if own_dir is not None and item.path.resolve().is_relative_to(own_dir.resolve()):
                 shutil.rmtree(own_dir, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     own_dir.parent.rmdir()  # the family folder, once its last variant is gone
-            elif item.path.is_dir():
+            elif item.path.is_dir() and not item.path.is_symlink():
                 shutil.rmtree(item.path, ignore_errors=True)
             else:
                 item.path.unlink(missing_ok=True)
         return item
+
+
+def _own_variant_dir(model_id: str) -> Path | None:
+    """This id's folder in the store, if the id is valid and the folder is really inside the store."""
+    try:
+        folder = variant_dir(model_id)
+    except AssistantError:
+        return None
+    return folder if owned(folder) else None
 
 
 def variant_dir(model_id: str) -> Path:
@@ -285,3 +394,115 @@ def import_path(path: Path, model_id: str | None = None, copy: bool = False, sto
         info=info,
     )
     return store.add(item)
+
+
+# -- leftovers --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Leftover:
+    """Bytes an interrupted job left behind: a download to resume, a killed quantize's or copy's partial file."""
+
+    path: Path
+    size_bytes: int
+    what: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": str(self.path), "size_bytes": self.size_bytes, "what": self.what}
+
+
+def leftovers() -> list[Leftover]:
+    """Every partial file no running job is writing: unfinished downloads (``partial/``), ``.partial`` files of
+    quantize or bench workers whose parent died, and temp files of interrupted writes. Read-only: see ``clean``."""
+    found: list[Leftover] = []
+    partial = paths.partial_dir()
+    if partial.is_dir():
+        for child in sorted(partial.iterdir()):
+            if child.is_dir():
+                found += _staged_downloads(child)
+            elif not child.name.endswith(".lock"):
+                found.append(Leftover(child, _size(child), "unfinished copy (import --copy)"))
+    models = paths.models_dir()
+    if models.is_dir():
+        for hidden in sorted(models.rglob(".*")):
+            if hidden.name.endswith(".partial") and not _writer_alive(hidden):
+                found.append(Leftover(hidden, _size(hidden), "unfinished quantize (its process is gone)"))
+            elif hidden.name.endswith(".tmp"):
+                found.append(Leftover(hidden, _size(hidden), "temp file of an interrupted write"))
+    for folder in (paths.data_dir(), paths.config_dir()):
+        if folder.is_dir():
+            found += [Leftover(t, _size(t), "temp file of an interrupted write") for t in sorted(folder.glob(".*.tmp"))]
+    return found
+
+
+def _staged_downloads(family_dir: Path) -> list[Leftover]:
+    found = []
+    for staging in sorted(family_dir.iterdir()):
+        if staging.is_dir() and not _lock_held(family_dir / f"{staging.name}.lock"):
+            found.append(Leftover(staging, _size(staging), "unfinished download ('models pull' resumes it)"))
+    return found
+
+
+def _size(path: Path) -> int:
+    try:
+        return dir_size(path)
+    except OSError:
+        return 0
+
+
+def _lock_held(lock: Path) -> bool:
+    """True while a pull holds ``lock`` (download.py's flock): its partial files are in use."""
+    if not lock.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(lock, "rb") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
+
+
+def _writer_alive(partial: Path) -> bool:
+    """``.<name>.<pid>.partial`` (quantize.py): in use while process ``pid`` lives."""
+    import os
+
+    pid_text = partial.name.removesuffix(".partial").rsplit(".", 1)[-1]
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def clean(found: list[Leftover]) -> int:
+    """Delete the given leftovers (only ever inside the app's own folders); return the bytes freed."""
+    roots = [p.resolve() for p in (paths.partial_dir(), paths.models_dir(), paths.data_dir(), paths.config_dir())]
+    freed = 0
+    for item in found:
+        target = item.path
+        if not any(target.resolve().is_relative_to(root) and target.resolve() != root for root in roots):
+            continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+        if not target.exists():
+            freed += item.size_bytes
+    partial = paths.partial_dir()
+    if partial.is_dir():
+        for family in partial.iterdir():
+            with contextlib.suppress(OSError):
+                family.rmdir()  # only if empty
+    return freed

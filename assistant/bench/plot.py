@@ -46,6 +46,8 @@ def axes(run: Run) -> Axes:
         else:
             x, y = float(row.get("tg_tps") or 0), float(row.get("top1_agreement") or 0) * 100
         points.append(Point(f"{tag} {size:.0f}MB", x, y, size, bool(row.get("is_reference"))))
+    if not points:
+        raise AssistantError(f"run {run.id} has no results to plot", "see 'assistant bench history'")
     if run.kind == "whisper":
         return Axes(f"run {run.id}: accuracy vs speed", "× real time (1/RTF)", "word accuracy % (1 − WER)", points)
     return Axes(f"run {run.id}: quality vs speed", "tg128 tok/s", "top-1 agreement % vs reference", points)

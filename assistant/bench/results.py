@@ -60,6 +60,7 @@ class Run:
     wall_s: float | None = None
     created_at: float = 0.0
     id: int | None = None
+    warnings: list[str] = field(default_factory=list)  # stored rows skipped or values dropped when loading
 
     @property
     def model_ids(self) -> list[str]:
@@ -121,33 +122,78 @@ def save(run: Run, conn: sqlite3.Connection | None = None) -> int:
             conn.close()
 
 
-def _run(row: sqlite3.Row, rows: list[dict[str, Any]]) -> Run:
+# Keys the tables and plots format as numbers; a stored value that is not a number is dropped, not fatal.
+NUMERIC_KEYS = frozenset(
+    (
+        "size_bytes", "bpw", "load_s", "load_s_sd", "pp_tps", "pp_tps_sd", "tg_tps", "tg_tps_sd", "ttft_ms",
+        "ttft_ms_sd", "peak_rss_mb", "fit_estimate_mb", "fit_error_pct", "ppl", "ppl_ratio", "kld",
+        "top1_agreement", "accuracy", "per", "rtf", "rtf_sd", "x_realtime", "wer", "latency_ms", "latency_ms_sd",
+    )
+)  # fmt: skip
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _metrics(text: str | None, where: str, warnings: list[str]) -> dict[str, Any] | None:
+    """A stored result row, or None (with a warning) when it is not one: not JSON, not an object, no model id."""
+    row = _json_object(text)
+    if row is None or not isinstance(row.get("id"), str) or not row["id"]:
+        warnings.append(f"{where}: not a valid result, skipped")
+        return None
+    for key in sorted(NUMERIC_KEYS & row.keys()):
+        value = row[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            warnings.append(f"{where}: {key} is not a number, left out")
+            del row[key]
+    return row
+
+
+def _number(value: Any, kind: type) -> Any:
+    return kind(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _run(row: sqlite3.Row, rows: list[dict[str, Any]], warnings: list[str]) -> Run:
+    fingerprint = _json_object(row["fingerprint"])
+    if fingerprint is None:
+        warnings.append(f"run {row['id']}: its machine fingerprint is damaged")
     return Run(
         id=row["id"],
         created_at=row["created_at"],
         kind=row["kind"],
         quick=bool(row["quick"]),
-        threads=row["threads"],
-        context=row["context"],
-        fingerprint=json.loads(row["fingerprint"]),
-        options=json.loads(row["options"] or "{}"),
-        wall_s=row["wall_s"],
+        threads=_number(row["threads"], int),
+        context=_number(row["context"], int),
+        fingerprint=fingerprint or {},
+        options=_json_object(row["options"]) or {},
+        wall_s=_number(row["wall_s"], float),
         rows=rows,
+        warnings=warnings,
     )
 
 
 def get(run_id: int, conn: sqlite3.Connection | None = None) -> Run:
+    """Run ``run_id``; rows that cannot be read are skipped and named in ``Run.warnings``."""
     own = conn is None
     conn = conn or db.connect()
     try:
         head = conn.execute("SELECT * FROM bench_runs WHERE id = ?", (run_id,)).fetchone()
         if head is None:
             raise AssistantError(f"no benchmark run {run_id}", "see 'assistant bench history'")
-        rows = [
-            json.loads(r["metrics"])
-            for r in conn.execute("SELECT metrics FROM bench_results WHERE run_id = ? ORDER BY position", (run_id,))
-        ]
-        return _run(head, rows)
+        warnings: list[str] = []
+        rows = []
+        for r in conn.execute(
+            "SELECT position, metrics FROM bench_results WHERE run_id = ? ORDER BY position", (run_id,)
+        ):
+            found = _metrics(r["metrics"], f"run {run_id} row {r['position'] + 1}", warnings)
+            if found is not None:
+                rows.append(found)
+        return _run(head, rows, warnings)
     finally:
         if own:
             conn.close()

@@ -204,7 +204,15 @@ def _expand_families(ids: tuple[str, ...], store: Any) -> tuple[str, ...]:
 def _runs(refs: tuple[str, ...]) -> list[Any]:
     from ..bench import results
 
-    return [results.get(results.resolve(r)) for r in refs]
+    return _warned([results.get(results.resolve(r)) for r in refs])
+
+
+def _warned(runs: list[Any]) -> list[Any]:
+    """Say which stored rows could not be read (they were skipped), then go on with the rest."""
+    for run in runs:
+        for warning in run.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    return runs
 
 
 @bench_group.command("history")
@@ -214,7 +222,7 @@ def history_cmd(limit: int, as_json: bool) -> None:
     """Stored runs, newest first."""
     from ..bench import report, results
 
-    runs = results.history(limit)
+    runs = _warned(results.history(limit))
     if as_json:
         emit_json([r.to_json() for r in runs])
         return

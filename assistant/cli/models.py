@@ -286,7 +286,12 @@ def remove(model_ids: tuple[str, ...], as_json: bool) -> None:
         item = store.remove(store.resolve(model_id))
         removed.append(item.to_json())
         if not as_json:
-            what = "deleted" if item.managed else "forgotten (file left in place)"
+            if item.deleted:
+                what = "deleted"
+            elif item.managed:
+                what = "forgotten (its file is outside this home's models folder, left in place)"
+            else:
+                what = "forgotten (file left in place)"
             click.echo(f"removed {item.id}: {what}")
     if as_json:
         emit_json(removed)
@@ -321,8 +326,7 @@ def use(model_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(model_ids: tuple[str, ...], as_json: bool) -> None:
     """Re-hash installed models and compare with the checksums recorded at install."""
-    from .. import catalog
-    from ..store import Store, hash_path
+    from ..store import Store
 
     store = Store()
     items = [store.get(store.resolve(m)) for m in model_ids] if model_ids else store.list()
@@ -333,24 +337,40 @@ def verify(model_ids: tuple[str, ...], as_json: bool) -> None:
             results.append({"id": model_id, "status": "not installed"})
             failed = True
             continue
-        if not item.present:
-            status = "missing"
-        else:
-            digest = hash_path(item.path)
-            expected = item.sha256
-            variant = catalog.default().find(item.id)
-            if variant is not None and variant.entry.sha256 and item.source != "import":
-                expected = variant.entry.sha256
-            status = "ok" if expected is None or digest == expected else "corrupt"
+        status, reason = _verify_one(item)
         failed |= status != "ok"
-        results.append({"id": item.id, "status": status, "path": str(item.path)})
+        results.append(
+            {"id": item.id, "status": status, "path": str(item.path), **({"reason": reason} if reason else {})}
+        )
         if not as_json:
+            from ..untrusted import plain
+
             colour = "green" if status == "ok" else "red"
-            stdout_console().print(f"[{colour}]{status:>8}[/]  {item.id}  {item.path}")
+            line = plain(f"{status:>10}  {item.id}  {item.path}" + (f"  ({reason})" if reason else ""))
+            line.stylize(colour, 0, 10)
+            stdout_console().print(line)
     if as_json:
         emit_json(results)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _verify_one(item: Installed) -> tuple[str, str | None]:
+    """``ok`` / ``missing`` / ``corrupt`` / ``unreadable`` (with why): one file failing never stops the rest."""
+    from .. import catalog
+    from ..store import hash_path
+
+    if not item.present:
+        return "missing", None
+    try:
+        digest = hash_path(item.path)
+    except OSError as exc:
+        return "unreadable", exc.strerror or type(exc).__name__
+    expected = item.sha256
+    variant = catalog.default().find(item.id)
+    if variant is not None and variant.entry.sha256 and item.source != "import":
+        expected = variant.entry.sha256
+    return ("ok" if expected is None or digest == expected else "corrupt"), None
 
 
 @models_group.command("du")
@@ -358,23 +378,32 @@ def verify(model_ids: tuple[str, ...], as_json: bool) -> None:
 def disk_usage(as_json: bool) -> None:
     """Disk used by models, unfinished downloads and the wheel cache."""
     from .. import paths
-    from ..store import Store, dir_size
+    from ..store import Store, dir_size, leftovers
+    from ..untrusted import clean
 
     models: list[dict[str, Any]] = [
         {"id": i.id, "bytes": i.size_bytes if i.present else 0, "managed": i.managed, "path": str(i.path)}
         for i in Store().list()
     ]
+    found = leftovers()
     extra = {
         "partial_downloads": dir_size(paths.partial_dir()) if paths.partial_dir().exists() else 0,
         "wheel_cache": dir_size(paths.wheel_cache_dir()) if paths.wheel_cache_dir().exists() else 0,
     }
-    total = sum(m["bytes"] for m in models if m["managed"]) + sum(extra.values())
+    # leftovers inside partial/ are already counted in partial_downloads
+    outside = sum(f.size_bytes for f in found if not f.path.is_relative_to(paths.partial_dir()))
+    total = sum(m["bytes"] for m in models if m["managed"]) + sum(extra.values()) + outside
     if as_json:
-        emit_json({"models": models, **extra, "total_owned_bytes": total})
+        leftover_rows = [f.to_json() for f in found]
+        emit_json({"models": models, **extra, "leftovers": leftover_rows, "total_owned_bytes": total})
         return
     for m in models:
         note = "" if m["managed"] else "  (imported, not counted)"
         click.echo(f"{human_size(m['bytes']):>10}  {m['id']}{note}")
     click.echo(f"{human_size(extra['partial_downloads']):>10}  unfinished downloads")
+    for f in found:
+        click.echo(clean(f"{human_size(f.size_bytes):>10}  leftover: {f.what}: {f.path}"))
+    if found:
+        click.echo(f"{'':>10}  'assistant doctor --clean' removes the leftovers")
     click.echo(f"{human_size(extra['wheel_cache']):>10}  wheel cache ({paths.wheel_cache_dir()})")
     click.echo(f"{human_size(total):>10}  total owned by assistant")
