@@ -459,7 +459,10 @@ class _Job:
     def _pip_download(self, requirement: str) -> Path:
         cache = paths.ensure(paths.wheel_cache_dir())
         self.progress(0, None, f"pip download {requirement}")
-        catalog.check_pinned(requirement)  # the catalog checked it; this is what keeps pip from building code
+        try:
+            catalog.check_pinned(requirement)  # the catalog checked it already; this keeps pip from building code
+        except ValueError as exc:
+            raise _Unavailable(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix=".pip-", dir=cache) as tmp:
             # wheels only (no sdist's setup.py ever runs), no dependencies, and "--": the requirement is
             # never read as an option
