@@ -95,11 +95,6 @@ def _code(exc: sqlite3.Error) -> int:
     return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
-def is_damaged(exc: BaseException) -> bool:
-    """True for "database disk image is malformed" and "file is not a database"."""
-    return isinstance(exc, sqlite3.DatabaseError) and _code(exc) in (_CORRUPT, _NOTADB)
-
-
 class DatabaseDamaged(AssistantError):
     """The database file is corrupt (or not a database at all): ``assistant doctor --repair`` recovers it."""
 
@@ -108,15 +103,11 @@ class DatabaseDamaged(AssistantError):
         self.path = path
 
 
-def damaged(path: Path) -> DatabaseDamaged:
-    return DatabaseDamaged(path)
-
-
 def _translate(exc: sqlite3.Error, path: Path) -> BaseException:
     """The error a user can act on, for the SQLite failures that have one; anything else as it was."""
     code = _code(exc)
     if code in (_CORRUPT, _NOTADB):
-        return damaged(path)
+        return DatabaseDamaged(path)
     if code == _READONLY:
         return AssistantError(f"{path}: read-only, nothing can be saved", "make the app's folder writable")
     if code == _FULL:

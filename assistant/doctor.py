@@ -9,6 +9,7 @@ leftovers. Text that came from files (ids, paths, error messages) is kept as dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -215,25 +216,67 @@ def _extract(path: Path, scratch: Path) -> str:
 
 
 def _copy_tables(path: Path, scratch: Path) -> None:
-    """The fallback: every table whose schema can be read, row by row until the first unreadable one."""
-    from .db import _uri
-
-    target = sqlite3.connect(scratch)
+    """The fallback: every table whose schema can be read, row by row, reading past damaged pages. When the
+    schema itself is lost (page 1 damaged), a copy of the file with the app's own schema page grafted in is
+    read instead: see ``_graft_schema``."""
+    graft = scratch.with_name(scratch.name + ".graft")
     try:
-        source = sqlite3.connect(_uri(path, mode="ro"), uri=True)
-    except sqlite3.Error:
-        target.close()
+        source = _open_ro(path)
+        if not _schema(source):
+            source.close()
+            source = _open_ro(_graft_schema(path, graft))
+    except (sqlite3.Error, OSError):
         return
+    target = sqlite3.connect(scratch)
     try:
         for name, sql in _schema(source):
             target.execute(sql)
             for row in _readable_rows(source, name):
                 marks = ", ".join("?" * len(row))
-                target.execute(f'INSERT OR IGNORE INTO "{name}" VALUES ({marks})', row)
+                with contextlib.suppress(sqlite3.Error):  # a row that does not fit its table: lost
+                    target.execute(f'INSERT OR IGNORE INTO "{name}" VALUES ({marks})', row)
         target.commit()
     finally:
         source.close()
         target.close()
+        graft.unlink(missing_ok=True)
+
+
+def _open_ro(path: Path) -> sqlite3.Connection:
+    from .db import _uri
+
+    return sqlite3.connect(_uri(path, mode="ro"), uri=True)
+
+
+PAGE = 4096  # SQLite's default page size; the app never sets another
+
+
+def _graft_schema(path: Path, out: Path) -> Path:
+    """A copy of ``path`` whose first page (header and schema) comes from a fresh database made by the app's
+    migrations. A database created by this version of the app places every table's root page the same way,
+    so the tables' own pages become readable again; if it was laid out otherwise, rows that do not fit are
+    simply not recovered."""
+    from . import db
+
+    template = out.with_name(out.name + ".template")
+    try:
+        conn = db.connect(template)
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.close()
+        first = template.read_bytes()[:PAGE]
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            template.with_name(template.name + suffix).unlink(missing_ok=True)
+    data = bytearray(path.read_bytes())
+    if len(data) < 2 * PAGE or len(first) < PAGE:
+        raise OSError("too short to graft")
+    data[:PAGE] = first
+    data[18:20] = b"\x01\x01"  # rollback journal, not WAL: no -shm needed to read the copy
+    data[28:32] = (len(data) // PAGE).to_bytes(4, "big")  # page count
+    data[32:40] = bytes(8)  # no freelist (the damaged one cannot be trusted)
+    out.write_bytes(bytes(data))
+    out.chmod(paths.FILE_MODE)
+    return out
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:

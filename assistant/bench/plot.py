@@ -180,3 +180,6 @@ def png(run: Run, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     mpl.close(fig)
+    from .. import paths
+
+    paths.private(path)  # an export is the user's data: 0600, as every file the app writes

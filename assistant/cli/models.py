@@ -284,7 +284,7 @@ def remove(model_ids: tuple[str, ...], as_json: bool) -> None:
     removed = []
     for model_id in model_ids:
         item = store.remove(store.resolve(model_id))
-        removed.append(item.to_json())
+        removed.append({**item.to_json(), "deleted": item.deleted})
         if not as_json:
             if item.deleted:
                 what = "deleted"

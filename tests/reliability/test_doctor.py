@@ -11,6 +11,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from assistant import paths
 from assistant.units import human_size
 
@@ -97,7 +99,8 @@ def _fill(n: int) -> None:
     history.close()
 
 
-def test_repair_rebuilds_a_damaged_database_and_keeps_the_old_one(assistant_home: Path) -> None:
+@pytest.mark.parametrize("pages", [(5, 20, 60, 90), (0, 1)], ids=["inner-pages", "header-and-schema"])
+def test_repair_rebuilds_a_damaged_database_and_keeps_the_old_one(pages: tuple[int, ...], assistant_home: Path) -> None:
     _fill(300)
     db_file = assistant_home / "data" / "assistant.db"
     conn = sqlite3.connect(db_file)
@@ -105,7 +108,7 @@ def test_repair_rebuilds_a_damaged_database_and_keeps_the_old_one(assistant_home
     conn.close()
     rng = random.Random(7)
     with open(db_file, "r+b") as fh:
-        for page in (5, 20, 60, 90):
+        for page in pages:
             fh.seek(page * 4096)
             fh.write(rng.randbytes(4096))
     damaged_bytes = db_file.read_bytes()
