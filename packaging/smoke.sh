@@ -198,7 +198,13 @@ check models-list-json '^\[|^\{' models list --json
 check models-import-gguf "$SMOL_ID" models import "$SMOL_GGUF"
 check models-import-whisper "$WHISPER_ID|whisper" models import "$WHISPER_DIR" --id "$WHISPER_ID"
 check models-info-gguf 'llama|Q4_1' models info "$SMOL_ID"
-check models-info-json '"' models info "$SMOL_ID" --json
+run models-info-json models info "$SMOL_ID" --json # parseable JSON with SmolLM2's header fields
+if ((RC == 0)) && "$SYSTEM_PYTHON" -c 'import json, sys; d = json.load(open(sys.argv[1]))
+assert (d["architecture"], d["quant"], d["context_length"], d["layers"]) == ("llama", "Q4_1", 8192, 30), d' "$LOG"; then
+    pass models-info-json
+else
+    fail models-info-json "want JSON with architecture llama, quant Q4_1, 8192 context, 30 layers; exit $RC" "$LOG"
+fi
 check models-list-installed "$SMOL_ID" models list --installed
 
 # A broken GGUF: one line "error: ... (hint)", exit 1, no traceback.
@@ -260,7 +266,8 @@ else
 fi
 
 # --- chat -------------------------------------------------------------------------------------------------------
-check chat-prompt '[[:alpha:]]' chat --prompt "What is the capital of France? Answer in one word." --max-tokens 24
+check chat-prompt 'paris' chat --prompt "What is the capital of France? Answer in one word." --max-tokens 24 \
+    --temperature 0
 
 # --- benchmark: its workers are the app re-running itself (sys.executable _worker ...) ------------------------
 check bench-quick '"tg_tps": [0-9]*[1-9]' bench run "$SMOL_ID" --quick --no-save --json
@@ -301,7 +308,9 @@ no_mic_check() { # NAME: the last run must have failed cleanly, naming the micro
     fi
 }
 if /sbin/ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2'; then
-    check mic-devices-system-portaudio '.' dictate --list-devices
+    # the list, one "[*]  N  name  (host API, C ch, R Hz)" line per microphone, or says there is none
+    check mic-devices-system-portaudio '^no microphones found$|^[ *] +[0-9]+  .+ \(.+, [0-9]+ ch, [0-9]+ Hz\)$' \
+        dictate --list-devices
     # Hide the library in a private mount namespace (needs root) to see the app without it.
     portaudio=$(readlink -f "$(/sbin/ldconfig -p | grep -o '/[^ ]*libportaudio\.so\.2$' | head -n1)")
     if unshare -m --propagation private true 2>/dev/null; then

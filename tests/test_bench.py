@@ -59,7 +59,8 @@ def bench_home(starter_files: dict[str, Path], tmp_path_factory: pytest.TempPath
 
 @pytest.fixture(scope="module")
 def quick_run(bench_home: Path) -> dict[str, Any]:
-    result = run_cli("bench", Q8, Q2, "--quick", "--json", env={"ASSISTANT_HOME": str(bench_home)})
+    """``bench --reference``: q8_0 is the reference although the family's source (the Q4_1 starter) is installed."""
+    result = run_cli("bench", Q8, Q2, "--reference", Q8, "--quick", "--json", env={"ASSISTANT_HOME": str(bench_home)})
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = json.loads(result.stdout)
     return data
@@ -78,10 +79,11 @@ def test_quick_bench_reports_every_key(quick_run: dict[str, Any]) -> None:
     assert quick_run["quick"] is True and quick_run["fingerprint"]["llama_cpp"]
 
 
-def test_reference_is_highest_precision_and_scores_exactly_one(quick_run: dict[str, Any]) -> None:
+def test_reference_option_picks_the_reference_and_it_scores_exactly_one(quick_run: dict[str, Any]) -> None:
     rows = _rows(quick_run)
+    assert SMOL not in rows  # the source variant is not added when --reference names another
     ref = rows[Q8]
-    assert ref["is_reference"] and rows[Q2]["reference"] == Q8
+    assert ref["is_reference"] and rows[Q2]["reference"] == Q8 and not rows[Q2]["is_reference"]
     assert ref["per"] == 1.0  # exactly: every ratio is x / x
     assert ref["ppl_ratio"] == 1.0 and ref["kld"] == 0.0 and ref["top1_agreement"] == 1.0
 
@@ -153,16 +155,60 @@ def test_interrupted_bench_stores_nothing(bench_home: Path, quick_run: dict[str,
 
 
 def test_reference_choice(bench_home: Path) -> None:
+    """The family's source variant (the Q4_1 starter q8_0 and q2_k were made from), not the most bits in the run."""
     from assistant.bench import llm
     from assistant.store import Store
 
     with _home(bench_home):
         store = Store()
+        for ids in ([Q2, SMOL, Q8], [Q8], [Q2]):
+            targets = llm.resolve_targets(ids, store)
+            assert llm.choose_references(targets, store)["smollm2-135m-instruct"].id == SMOL
         targets = llm.resolve_targets([Q2, SMOL, Q8], store)
-        assert llm.choose_references(targets)["smollm2-135m-instruct"].id == Q8
-        forced = llm.choose_references(targets, targets[0])
+        forced = llm.choose_references(targets, store, targets[0])
         assert forced["smollm2-135m-instruct"].id == Q2
         store.conn.close()
+
+
+def test_default_reference_is_the_source_variant_measured_though_not_named(bench_home: Path) -> None:
+    result = run_cli("bench", Q2, "--quick", "--json", env={"ASSISTANT_HOME": str(bench_home)})
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    assert [r["id"] for r in rows] == [SMOL, Q2]  # the reference first
+    assert rows[0]["is_reference"] and rows[0]["per"] == 1.0 and rows[0]["kld"] == 0.0
+    assert rows[1]["reference"] == SMOL and rows[1]["kld"] > 0.0
+
+
+def _fixed_measurements(name: str, spec: dict[str, Any], on_event: Any = None, cancel: Any = None) -> dict[str, Any]:
+    """What a bench child would report, as a fixed function of the variant and its reference file: the
+    property under test is which reference each row is scored against, not the timing."""
+    size = Path(spec["path"]).stat().st_size / MiB
+    ref = Path(spec["ref_path"]).stat().st_size / MiB if spec["ref_path"] else size
+    return {
+        "load_s": size / 100, "load_s_sd": 0.0, "pp_tps": 30_000 / size, "pp_tps_sd": 0.0, "tg_tps": 6000 / size,
+        "tg_tps_sd": 0.0, "ttft_ms": size, "ttft_ms_sd": 0.0, "ttft_prompt_tokens": 52, "peak_rss_mb": size + 100,
+        "ppl": 10 + abs(size - ref), "ppl_ratio": 1 + abs(size - ref) / 100, "kld": abs(size - ref) / 100,
+        "top1_agreement": 1 - abs(size - ref) / 1000, "eval_tokens": 128, "accuracy": 0.5 + size / 1000,
+        "tasks_correct": 40, "tasks_total": 67, "accuracy_by_category": {},
+    }  # fmt: skip
+
+
+def test_adding_a_variant_with_more_bits_changes_no_other_score(
+    bench_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's PER claim: q2_k alone, then q2_k with q8_0 (more bits per weight than anything else
+    installed): q2_k keeps its reference, its ratios and its PER."""
+    from assistant.bench import llm, worker
+
+    monkeypatch.setattr(worker, "run", _fixed_measurements)
+    options = llm.Options(reps=1, quick=True, threads=1, ctx=1024)
+    with _home(bench_home):
+        alone = {r["id"]: r for r in llm.run([Q2], options=options).rows}
+        more = {r["id"]: r for r in llm.run([Q2, Q8], options=options).rows}
+    assert more[Q8]["bpw"] > max(alone[Q2]["bpw"], alone[SMOL]["bpw"])
+    assert alone[Q2]["reference"] == more[Q2]["reference"] == SMOL
+    assert more[Q2]["per_axes"] == alone[Q2]["per_axes"] and more[Q2]["per"] == alone[Q2]["per"]
+    assert alone[Q2]["per"] != 1.0 and more[Q8]["per"] != 1.0  # scored against the source, not themselves
 
 
 def test_speech_bench_quick(installed_models: dict[str, object]) -> None:

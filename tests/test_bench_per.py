@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -63,13 +64,28 @@ def test_missing_or_zero_reference_values_count_as_no_information() -> None:
     assert per.ratios(row, REF)["memory"] == 1.0
 
 
+def _run_rows(*rows: dict[str, float]) -> list[dict[str, Any]]:
+    """Rows of one run (fresh copies), each scored against the first: as ``bench`` stores them."""
+    return [{**row, "id": f"v{i}", "reference": "v0"} for i, row in enumerate(rows)]
+
+
 def test_scores_do_not_depend_on_the_other_variants() -> None:
-    """Unlike min-max normalisation, adding a terrible variant changes nobody else's score."""
+    """Unlike min-max normalisation, adding a terrible or an excellent variant to a run changes nobody
+    else's score."""
     a = {"accuracy": 0.8, "tg_tps": 60.0, "peak_rss_mb": 200.0, "ttft_ms": 50.0}
-    before = per.per(a, REF)
     terrible = {"accuracy": 0.0, "tg_tps": 0.1, "peak_rss_mb": 9e9, "ttft_ms": 9e9}
-    assert per.per(terrible, REF) == pytest.approx(per.FLOOR)
-    assert per.per(a, REF) == before
+    excellent = {"accuracy": 1.0, "tg_tps": 900.0, "peak_rss_mb": 50.0, "ttft_ms": 1.0}
+    alone = _run_rows(REF, a)
+    per.score_rows(alone)
+    assert alone[1]["per"] == round(per.per(a, REF), 4) != 1.0
+    for others in ([terrible], [excellent], [terrible, excellent]):
+        crowded = _run_rows(REF, a, *others)
+        per.score_rows(crowded)
+        assert [(r["per"], r["per_axes"]) for r in crowded[:2]] == [(r["per"], r["per_axes"]) for r in alone]
+    scored = _run_rows(REF, a, terrible)
+    per.score_rows(scored)
+    assert scored[2]["per"] == pytest.approx(per.FLOOR, abs=1e-4)
+    assert scored[0]["per"] == 1.0
 
 
 def test_geometric_mean_rejects_nonsense() -> None:

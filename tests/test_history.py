@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -146,24 +147,50 @@ def test_title_from() -> None:
 
 
 def test_threads_get_their_own_connection(history: History) -> None:
-    """A TUI streams in a worker thread while the UI thread reads: both through one History."""
+    """A TUI streams in a worker thread while the UI thread reads: both through one History, at the same
+    time. First in lockstep (the UI thread reads each update while the writer is still running and
+    waiting), then free-running (reads race the writes and only ever see a whole, newer update)."""
     chat = history.create_chat()
     reply_id = history.start_reply(chat.id, "m:a")
     errors: list[BaseException] = []
+    wrote: queue.Queue[int] = queue.Queue()
+    read: queue.Queue[int] = queue.Queue()
+    writer_conn: list[sqlite3.Connection] = []
+    lockstep, free = 20, 300
 
     def writer() -> None:
         try:
-            for i in range(20):
-                history.update_reply(reply_id, "x" * (i + 1))
+            writer_conn.append(history.conn)
+            for i in range(1, lockstep + 1):
+                history.update_reply(reply_id, "x" * i)
+                wrote.put(i)
+                assert read.get(timeout=30) == i  # the reader saw it before the next write
+            for i in range(lockstep + 1, free + 1):
+                history.update_reply(reply_id, "x" * i)
             history.finish_reply(reply_id, "done", None)
         except BaseException as exc:
             errors.append(exc)
+            wrote.put(-1)
 
     thread = threading.Thread(target=writer)
     thread.start()
-    thread.join()
+    try:
+        for _ in range(lockstep):
+            i = wrote.get(timeout=30)
+            assert i > 0, errors
+            assert thread.is_alive()
+            assert history.get_message(reply_id).content == "x" * i
+            read.put(i)
+        seen = [lockstep]
+        while (content := history.get_message(reply_id).content) != "done":
+            assert content == "x" * len(content) and len(content) >= seen[-1], content[:20]
+            seen.append(len(content))
+            assert errors == [] and (thread.is_alive() or history.get_message(reply_id).content == "done")
+    finally:
+        thread.join(timeout=60)
     assert errors == []
-    assert history.get_message(reply_id).content == "done"
+    assert writer_conn and writer_conn[0] is not history.conn  # each thread its own connection
+    assert history.get_message(reply_id).content == "done" and not history.get_message(reply_id).partial
 
 
 def test_passed_connection_is_not_closed(history: History) -> None:

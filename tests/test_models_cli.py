@@ -10,7 +10,7 @@ import pytest
 
 from assistant import paths
 
-from conftest import GEMMA, SMOL, WHISPER, assert_one_line_error, run_cli
+from conftest import GEMMA, SMOL, WHISPER, assert_one_line_error, llama_cpp_load, run_cli
 
 
 def _installed_ids() -> list[str]:
@@ -46,15 +46,29 @@ def test_import_whisper_folder(starter_files: dict[str, Path]) -> None:
     assert json.loads(result.stdout)["kind"] == "whisper"
 
 
+@pytest.mark.slow
 def test_info_reports_header_fields(starter_files: dict[str, Path]) -> None:
+    """The header fields ``models info`` shows are the ones llama.cpp reads from the same file."""
+    from assistant import fit
+
     result = run_cli("models", "info", str(starter_files[GEMMA]), "--json", "--ctx", "8192")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    for key in ("architecture", "parameters", "quant", "context_length", "layers", "heads", "chat_template", "license"):
-        assert key in data
-    assert data["chat_template"] is False
-    assert data["memory"]["context"] == 8192
-    assert data["fit"] in ("fits", "tight", "won't fit")
+    loaded = llama_cpp_load(starter_files[GEMMA], n_ctx=512)
+    meta = loaded.metadata
+    arch = meta["general.architecture"]
+    assert data["architecture"] == arch == "gemma3"
+    assert data["parameters"] == loaded.n_params
+    assert data["quant"] == "Q4_K_M" and meta["general.file_type"] == "15"  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    assert data["context_length"] == int(meta[f"{arch}.context_length"])
+    assert data["layers"] == int(meta[f"{arch}.block_count"])
+    assert data["heads"] == int(meta[f"{arch}.attention.head_count"])
+    assert data["license"] == meta["general.license"]
+    assert data["chat_template"] is False and "tokenizer.chat_template" not in meta  # a base model
+    memory = data["memory"]
+    assert memory["context"] == 8192 and memory["weights"] == data["data_size"]
+    assert memory["total"] == sum(memory[k] for k in ("weights", "kv_cache", "compute", "overhead"))
+    assert data["fit"] == fit.verdict(memory["total"], available=memory["available"])
     text = run_cli("models", "info", str(starter_files[SMOL]), "--verbose")
     assert "kv cache" in text.stdout and "chat template" in text.stdout
 
@@ -96,19 +110,39 @@ def bad_inputs(starter_files: dict[str, Path], tmp_path: Path) -> dict[str, Path
     }
 
 
-@pytest.mark.parametrize("case", ["truncated", "random", "empty", "directory", "missing"])
+# What is wrong with each bad file, as the error line must say it (import, info).
+BAD_FILE_REASONS = {
+    "truncated": ("not a valid GGUF file", "not a valid GGUF file"),
+    "random": ("not a valid GGUF file: bad magic", "not a valid GGUF file: bad magic"),
+    "empty": ("empty file, not a GGUF model", "empty file, not a GGUF model"),
+    "directory": ("a folder, but not a CTranslate2 whisper model", "is a directory, not a GGUF file"),
+    "missing": ("no such file or folder", "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILE_REASONS))
 @pytest.mark.parametrize("command", ["import", "info"])
 def test_bad_files_are_one_line_errors_and_install_nothing(
     bad_inputs: dict[str, Path], case: str, command: str
 ) -> None:
-    assert_one_line_error(run_cli("models", command, str(bad_inputs[case])))
+    line = assert_one_line_error(run_cli("models", command, str(bad_inputs[case])))
+    reason = BAD_FILE_REASONS[case][command == "info"]
+    assert line.startswith(f"error: {bad_inputs[case]}: {reason}"), line
+    assert line.endswith(")"), line  # and what to do about it, in parentheses
     assert _installed_ids() == []
 
 
-def test_bad_ids_are_refused() -> None:
-    for args in (("models", "info", "../../x"), ("models", "rm", "../../x"), ("models", "use", "x:../y")):
-        line = assert_one_line_error(run_cli(*args))
-        assert "x" in line
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("models", "info", "../../x"), "error: ../../x: no such file (check the path)"),  # a path, not an id
+        (("models", "rm", "../../x"), "error: invalid model id '../../x' (ids look like 'family:tag'"),
+        (("models", "use", "x:../y"), "error: invalid model id 'x:../y' (ids look like 'family:tag'"),
+    ],
+)
+def test_bad_ids_are_refused(args: tuple[str, ...], expected: str) -> None:
+    line = assert_one_line_error(run_cli(*args))
+    assert line.startswith(expected), line
 
 
 def test_use_sets_default(installed_models: dict[str, object]) -> None:

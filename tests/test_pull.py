@@ -97,15 +97,14 @@ def _partial(home: Path, model_id: str = HUB_ID) -> Path:
     return home / "data" / "partial" / family / tag / (SMOL_FILE + ".part")
 
 
-def _listed_ids(home: Path) -> list[str] | None:
-    """Installed ids as ``models list --installed --json`` shows them (None while it does not exist)."""
+def _listed_ids(home: Path) -> list[str]:
+    """Installed ids as ``models list --installed --json`` shows them (the command must exist and list)."""
     result = run_cli(["models", "list", "--installed", "--json"], home)
-    if missing_command(result):
-        return None
+    assert not missing_command(result), result.stderr
     assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    rows = data["models"] if isinstance(data, dict) else data
-    return [row["id"] for row in rows if row.get("status", "installed") == "installed"]
+    rows = json.loads(result.stdout)["models"]
+    assert {row["status"] for row in rows} <= {"installed"}, rows  # --installed lists nothing else
+    return [row["id"] for row in rows]
 
 
 # -- hub -------------------------------------------------------------------------------------------
@@ -130,8 +129,7 @@ def test_hub_pull_installs_the_verified_file(hub: HubServer, home: Path) -> None
     assert installed is not None and installed.present and installed.info["quant"] == "Q4_1"
     assert installed.info["path"] == str(path)
     assert partial_files(home) == []
-    listed = _listed_ids(home)
-    assert listed is None or HUB_ID in listed
+    assert _listed_ids(home) == [HUB_ID]
     # a second pull does nothing and says so
     again = run_cli(["models", "pull", HUB_ID], home, HF_ENDPOINT=hub.url)
     assert again.returncode == 0 and "already installed" in again.stderr
@@ -212,8 +210,7 @@ def test_wrong_checksum_is_refused_and_nothing_installed(hub: HubServer, home: P
     assert "checksum mismatch" in line and "nothing installed" in line
     assert Store().get(HUB_ID) is None
     assert model_files(home) == [] and partial_files(home) == []
-    listed = _listed_ids(home)
-    assert listed is None or HUB_ID not in listed
+    assert _listed_ids(home) == []
 
 
 def test_unreachable_hub_is_one_line_naming_the_source(home: Path) -> None:
@@ -566,13 +563,17 @@ def test_parse_hub_url_refuses(url: str) -> None:
 def test_network_gate_restores_offline_mode() -> None:
     from huggingface_hub import constants
 
-    before = constants.HF_HUB_OFFLINE
+    # importing the package switched huggingface-hub offline: that is the state the gate must restore
+    assert constants.HF_HUB_OFFLINE is True and constants.HF_HUB_DISABLE_TELEMETRY is True
     with download.network_allowed():
         assert constants.HF_HUB_OFFLINE is False and constants.HF_HUB_DISABLE_TELEMETRY is True
         with download.network_allowed():
             pass
         assert constants.HF_HUB_OFFLINE is False  # still inside the outer pull
-    assert before == constants.HF_HUB_OFFLINE
+    assert constants.HF_HUB_OFFLINE is True and constants.HF_HUB_DISABLE_TELEMETRY is True
+    with pytest.raises(RuntimeError), download.network_allowed():
+        raise RuntimeError("a pull that fails")
+    assert constants.HF_HUB_OFFLINE is True  # closed again on the way out of a failure too
 
 
 def test_the_test_hub_runs_as_a_script(hub_root: Path) -> None:

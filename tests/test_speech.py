@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,6 +27,8 @@ from assistant.speech import (
     speech_spans,
     word_error_rate,
 )
+
+from conftest import cannot_run, require_tool
 
 WHISPER = "whisper-tiny.en:int8"
 
@@ -185,8 +186,7 @@ def test_bad_arrays_are_rejected(audio: np.ndarray, reason: str) -> None:
 
 def test_other_formats_decode(tmp_path: Path) -> None:
     """PyAV (bundled with faster-whisper) decodes compressed formats and resamples to 16 kHz."""
-    if shutil.which("sox") is None:
-        pytest.skip("sox is not installed (apt-get install sox)")
+    require_tool("sox")
     clip = reference_clips()[0]
     reference = load_audio(clip.path)
     for suffix in ("flac", "ogg"):
@@ -268,7 +268,7 @@ def test_speech_spans_find_the_speech() -> None:
 @pytest.mark.slow
 def test_espeak_round_trip(transcriber: Transcriber, tmp_path: Path) -> None:
     if not tts.available():
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        cannot_run("espeak-ng is not installed (apt-get install espeak-ng)")
     out = tts.synthesize("Please open the kitchen window.", tmp_path / "say.wav", voice="en-us")
     assert not list(tmp_path.glob("*.partial"))
     heard = transcriber.transcribe(out).text()

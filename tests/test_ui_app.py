@@ -537,32 +537,85 @@ async def test_dictation_worker_crash_reaches_the_one_error_handler(engine: Scri
         assert not panel.busy
 
 
-def _burn_cpu(seconds: float) -> None:
-    end = time.thread_time() + seconds
-    while time.thread_time() < end:
-        pass
-
-
-def test_streaming_pace_follows_what_updates_cost(engine: ScriptedEngine) -> None:
+def test_streaming_pace_follows_what_updates_cost(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     """Updates are spaced so they take at most the allowed share of a core: a small share when the model's
-    threads take every core, a large one when a core is spare; always within [MIN, MAX]."""
+    threads take every core, a large one when a core is spare; always within [MIN, MAX]. The UI thread's
+    CPU clock is scripted here, so the figures are exact rather than measured."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "thread_time", lambda: clock[0])
     app = make_app(engine)
     cores = len(os.sched_getaffinity(0))
     assert stream_cpu_share(cores) == STREAM_CPU_SHARE_BUSY
     assert stream_cpu_share(cores - 1) == STREAM_CPU_SHARE_SPARE
     app._stream_share = STREAM_CPU_SHARE_BUSY
     app._pace_stream()  # the first update: nothing measured yet
-    _burn_cpu(0.006)  # what the UI thread spent on it
+    assert app.stream_interval == STREAM_INTERVAL_MIN
+    spent = (STREAM_INTERVAL_MIN + STREAM_INTERVAL_MAX) / 2 * STREAM_CPU_SHARE_BUSY  # paces inside [MIN, MAX]
+    clock[0] += spent  # what the UI thread spent on the last update
     app._pace_stream()
-    assert app.stream_interval == pytest.approx(min(STREAM_INTERVAL_MAX, 0.006 / STREAM_CPU_SHARE_BUSY), rel=0.35)
-    app._stream_share = STREAM_CPU_SHARE_SPARE
-    _burn_cpu(0.006)
+    assert app.stream_interval == pytest.approx(spent / STREAM_CPU_SHARE_BUSY)
+    app._stream_share = STREAM_CPU_SHARE_SPARE  # a spare core: the same cost paces faster, down to MIN
+    clock[0] += spent
     app._pace_stream()
     assert app.stream_interval == STREAM_INTERVAL_MIN
     app._stream_share = STREAM_CPU_SHARE_BUSY
-    _burn_cpu(0.1)
+    clock[0] += STREAM_INTERVAL_MAX  # an update that cost half a second: the pace stops at MAX
     app._pace_stream()
     assert app.stream_interval == STREAM_INTERVAL_MAX
+    app._pace_stream()  # nothing spent since: back to MIN
+    assert app.stream_interval == STREAM_INTERVAL_MIN
+
+
+@pytest.mark.parametrize(("interval", "posts"), [(0.0, "every chunk"), (3600.0, "first, then the rest")])
+async def test_streamed_batches_keep_every_chunk_once_in_order(
+    engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch, interval: float, posts: str
+) -> None:
+    """The pump batches chunks by the pace: every chunk posted on its own when the interval is 0; with an
+    interval nothing reaches, the first chunk at once and the rest in one batch when the reply ends. Either
+    way the reply holds every chunk exactly once, in order, and the token count is the chunk count."""
+    from assistant.ui import app as app_module
+
+    monkeypatch.setattr(app_module, "STREAM_INTERVAL_MIN", interval)
+    monkeypatch.setattr(app_module, "STREAM_INTERVAL_MAX", interval)
+    chunks = [f"w{i} " for i in range(40)]
+    engine.enqueue(*chunks)
+    batches: list[tuple[str, int]] = []
+
+    class Recording(AssistantApp):
+        def on_reply_streamed(self, message: Any) -> None:  # runs before AssistantApp's own handler
+            batches.append((message.text, message.tokens))
+
+    app = Recording(engine_factory=lambda model_id: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "count to forty")
+        await finished(pilot)
+        assert app.query_one(ReplyTurn).text == "".join(chunks)
+    if posts == "every chunk":
+        assert batches == [(chunk, i + 1) for i, chunk in enumerate(chunks)]
+    else:
+        assert batches == [(chunks[0], 1), ("".join(chunks[1:]), len(chunks))]
+    assert [m.content for m in stored_messages()] == ["count to forty", "".join(chunks)]
+
+
+async def test_keys_are_handled_while_a_reply_streams(engine: ScriptedEngine) -> None:
+    """Typing into the prompt and a binding both take effect while the reply is still being generated."""
+    engine.enqueue("Once upon", " a time", " never shown", hold_after=2)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await send(pilot, "tell me a story")
+        await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        prompt = app.query_one(PromptBar)
+        prompt.focus()
+        await pilot.press(*"next")
+        await wait_until(pilot, lambda: prompt.text == "next", "the typed keys in the prompt")
+        await pilot.press("ctrl+b")
+        await wait_until(pilot, lambda: app.screen.has_class("-sidebar-closed"), "the sidebar to close")
+        assert app.generating and app._reply is not None  # all of it before the reply ended
+        await pilot.press("escape")
+        await finished(pilot)
+        assert prompt.text == "next"  # stopping the reply kept what was typed
 
 
 async def test_bad_config_closes_the_app_with_its_one_line_error(engine: ScriptedEngine) -> None:
@@ -620,23 +673,41 @@ async def test_footer_keys_are_in_the_first_frame(engine: ScriptedEngine) -> Non
     assert seen and seen[0] >= 5, seen
 
 
-async def test_reply_starts_once_the_turn_is_painted_without_waiting_out_the_timeout(engine: ScriptedEngine) -> None:
+async def test_reply_starts_once_the_turn_is_painted_without_waiting_out_the_timeout(
+    engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The generation worker waits for the UI to paint the new turn (Settle) before the model starts:
-    that wait ends with the paint, in a new chat and in an existing one, never by SETTLE_TIMEOUT."""
-    started: list[float] = []
+    that wait ends with the paint, in a new chat and in an existing one, never by SETTLE_TIMEOUT (set here
+    to 30 s, beyond the 10 s ``finished`` waits, so a wait that only the timeout ended fails the test)."""
+    from assistant.ui import app as app_module
+
+    assert SETTLE_TIMEOUT < 30
+    monkeypatch.setattr(app_module, "SETTLE_TIMEOUT", 30.0)
+    events: list[str] = []
     stream = engine.stream
 
-    def timed_stream(*args: Any, **kwargs: Any) -> Any:
-        started.append(time.perf_counter())
+    def recorded_stream(*args: Any, **kwargs: Any) -> Any:
+        events.append("model starts")
         return stream(*args, **kwargs)
 
-    engine.stream = timed_stream  # type: ignore[method-assign]
-    app = make_app(engine)
+    engine.stream = recorded_stream  # type: ignore[method-assign]
+
+    class Recording(AssistantApp):
+        def on_settle(self, message: Any) -> None:  # runs before AssistantApp's own handler
+            events.append("settle asked")
+            done = message.done.set
+
+            def painted() -> None:
+                events.append(f"painted with {len(self.query(UserTurn))} turns")
+                done()
+
+            message.done.set = painted
+
+    app = Recording(engine_factory=lambda model_id: engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         for text in ("first message, new chat", "second message, same chat", "third"):
             engine.enqueue("ok")
-            sent = time.perf_counter()
             await send(pilot, text)
             await finished(pilot)
-            assert started[-1] - sent < SETTLE_TIMEOUT * 0.8, started[-1] - sent
+    assert events == [step for n in (1, 2, 3) for step in ("settle asked", f"painted with {n} turns", "model starts")]

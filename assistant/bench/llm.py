@@ -126,7 +126,7 @@ class Target:
 
     @property
     def bpw(self) -> float:
-        """Bits per weight: what "highest precision" means when picking the reference."""
+        """Bits per weight: what "highest precision" means when picking a family's source variant."""
         return self.info.data_size * 8 / max(self.info.parameter_count, 1)
 
 
@@ -142,16 +142,26 @@ def resolve_targets(ids: Sequence[str], store: Store) -> list[Target]:
     return targets
 
 
-def choose_references(targets: list[Target], reference: Target | None = None) -> dict[str, Target]:
-    """One reference per family: ``reference`` for its own family, else the variant with the most bits per
-    weight (quality and PER only make sense between variants sharing a tokenizer)."""
-    refs: dict[str, Target] = {}
+def source_variant(family: str, store: Store) -> Target | None:
+    """The family's source variant: of its installed variants that were downloaded or imported (not made
+    here by ``models quantize``), the one with the most bits per weight; failing that, of all its installed
+    variants. It depends on what is installed, never on which variants a run names."""
+    members = [item for item in store.list("llm") if item.id.split(":", 1)[0] == family and item.present]
+    originals = [item for item in members if item.source != "quantize"] or members
+    if not originals:
+        return None
+    candidates = resolve_targets([item.id for item in originals], store)
+    return max(candidates, key=lambda t: (t.bpw, t.id))
+
+
+def choose_references(targets: list[Target], store: Store, reference: Target | None = None) -> dict[str, Target]:
+    """One reference per family: ``reference`` for its own family, else the family's ``source_variant``
+    (quality and PER only make sense between variants sharing a tokenizer). Pinned to what is installed,
+    so adding a variant to a run never changes the others' reference, nor their scores."""
+    refs: dict[str, Target] = {reference.family: reference} if reference is not None else {}
     for t in targets:
-        best = refs.get(t.family)
-        if best is None or t.bpw > best.bpw:
-            refs[t.family] = t
-    if reference is not None:
-        refs[reference.family] = reference
+        if t.family not in refs:
+            refs[t.family] = source_variant(t.family, store) or t
     return refs
 
 
@@ -164,21 +174,21 @@ def run(
     progress: Progress | None = None,
     cancel: Any = None,
 ) -> Run:
-    """Benchmark every id (plus ``reference`` if not among them); return the run, not yet saved."""
+    """Benchmark every id plus each family's reference (``reference``, else the family's source variant)
+    if not among them; return the run, not yet saved."""
     from ..store import Store as _Store
     from . import fingerprint, worker
     from .results import Run
 
     store = store or _Store()
     targets = resolve_targets(ids, store)
-    ref_target: Target | None = None
-    if reference:
-        ref_target = resolve_targets([reference], store)[0]
-        if all(t.id != ref_target.id for t in targets):
-            targets.insert(0, ref_target)
-    if not targets:
+    ref_target = resolve_targets([reference], store)[0] if reference else None
+    if not targets and ref_target is None:
         raise AssistantError("nothing to benchmark", "give one or more installed model ids")
-    refs = choose_references(targets, ref_target)
+    refs = choose_references([*targets, *([ref_target] if ref_target else [])], store, ref_target)
+    for ref in reversed(list(refs.values())):  # each reference is measured, first, even when not named
+        if all(t.id != ref.id for t in targets):
+            targets.insert(0, ref)
     for t in targets:
         ref = refs[t.family]
         if t.id != ref.id and t.info.vocab_size != ref.info.vocab_size:
@@ -218,12 +228,7 @@ def run(
         if progress is not None:
             progress(target.id, {"event": "done"})
 
-    by_id = {r["id"]: r for r in rows}
-    for row in rows:
-        ref_row = by_id[row["reference"]]
-        axes = per_mod.ratios(row, ref_row)
-        row["per_axes"] = {k: round(v, 4) for k, v in axes.items()}
-        row["per"] = round(per_mod.geometric_mean(list(axes.values())), 4)
+    per_mod.score_rows(rows)
     return Run(
         kind="llm",
         rows=rows,

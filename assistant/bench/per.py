@@ -19,8 +19,13 @@ halving memory compensates exactly for halving speed. The floor keeps a variant 
 (e.g. a reference that itself scores 1 item) from making one axis dominate. If a reference value is 0 or
 missing, that axis counts as 1 (no information), and so does a missing candidate value.
 
+The reference of a language-model run is the family's source variant (``llm.source_variant``: the
+downloaded or imported variant the others were quantized from), whichever variants the run names, so adding
+a variant to a run changes no other variant's score; ``--reference`` picks another.
+
 Worked example: a real run (``assistant bench smollm2-135m-instruct:q8_0 smollm2-135m-instruct:q2_k
---threads 1 --ctx 2048`` on a 2-core AMD EPYC VM; both variants requantized from the Q4_1 starter)::
+--reference smollm2-135m-instruct:q8_0 --threads 1 --ctx 2048`` on a 2-core AMD EPYC VM; both variants
+requantized from the Q4_1 starter)::
 
     variant  accuracy  tg128 tok/s  peak RSS   TTFT       PPL ratio  KLD    top-1
     q8_0     0.8358    76.27        268.1 MiB  215.41 ms  1.000      0.000  100 %   (reference)
@@ -43,7 +48,7 @@ and the top-1 agreement, which the accuracy axis (67 coarse items) cannot resolv
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 FLOOR = 0.05
@@ -100,3 +105,15 @@ def geometric_mean(values: list[float]) -> float:
 def per(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, ...] = AXES) -> float:
     """The PER score of ``row``. The reference scores exactly 1.0 (every ratio is x / x)."""
     return geometric_mean(list(ratios(row, reference, axes).values()))
+
+
+def score_rows(rows: Sequence[dict[str, Any]], axes: tuple[Axis, ...] = AXES) -> None:
+    """Add ``per_axes`` and ``per`` to every row of a run, each against the row its ``reference`` names.
+
+    A row's score reads its own row and its reference's, nothing else: adding or removing other rows (a
+    terrible variant, a faster one) changes no score, as long as the reference stays the same."""
+    by_id = {row["id"]: row for row in rows}
+    for row in rows:
+        axis_ratios = ratios(row, by_id[row["reference"]], axes)
+        row["per_axes"] = {name: round(value, 4) for name, value in axis_ratios.items()}
+        row["per"] = round(geometric_mean(list(axis_ratios.values())), 4)

@@ -120,7 +120,10 @@ def bench_group() -> None:
 @click.argument("ids", nargs=-1, required=True, metavar="MODEL...")
 @click.option("--quick", is_flag=True, help="One repetition and a short quality window (fast, noisier).")
 @click.option(
-    "--reference", "-r", "reference", help="The variant others are compared with (default: highest precision)."
+    "--reference",
+    "-r",
+    "reference",
+    help="The variant others are compared with (default: the family's source variant; speech: highest precision).",
 )
 @click.option("--threads", type=click.IntRange(1, 512), help="Threads (default: physical cores).")
 @click.option("--ctx", type=click.IntRange(512, 1_048_576), help="Context size (default: the configured one).")
