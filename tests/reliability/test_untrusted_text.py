@@ -139,3 +139,34 @@ def test_config_values_are_shown_literally(assistant_home: Path) -> None:
     assert "[/] be [link=https://example.com]nice[/link]" in result.stdout
     assert no_control(result.stdout)
     assert "[section]" in result.stdout  # our own hint, once taken as a tag and dropped
+
+
+def _store_hostile_run() -> int:
+    """A stored benchmark run is a database row: model ids and machine facts in it are data too."""
+    from assistant.bench import fingerprint, results
+    from assistant.bench.results import Run
+
+    facts = {**fingerprint.collect(2, 2048), "cpu": f"[/]cpu [link=https://example.com]x[/link] {HOSTILE_CODES}"}
+    rows = [
+        {
+            "id": "[/]fam:q8_0",
+            "reference": "[/]fam:q8_0",
+            "is_reference": True,
+            "size_bytes": 9_000_000,
+            "tg_tps": 50.0,
+        },
+        {"id": f"fam:q4 {HOSTILE_CODES}", "reference": "[/]fam:q8_0", "size_bytes": 5_000_000, "tg_tps": 80.0},
+    ]
+    return results.save(Run(kind="llm", rows=rows, fingerprint=facts, threads=2, context=2048))
+
+
+def test_stored_benchmark_runs_with_hostile_text_list_compare_and_plot() -> None:
+    first, second = _store_hostile_run(), _store_hostile_run()
+    for args in (("bench", "history"), ("bench", "compare", str(first), str(second)), ("bench", "plot", str(first))):
+        result = run_cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert no_control(result.stdout), (args, result.stdout)
+    history = run_cli("bench", "history").stdout
+    assert "[/]cpu [link=https://example.com]x[/link]" in history
+    compared = run_cli("bench", "compare", str(first), str(second)).stdout
+    assert "[/]fam:q8_0" in compared
