@@ -237,3 +237,20 @@ async def test_a_first_run_download_failure_quoting_markup_and_progress_labels_s
         assert "download failed: [/]mirror said [link=https://example.com]no[/link]" in text
         assert not any(c in text for c in CONTROL), repr(text)
     assert app.return_code in (None, 0)
+
+
+async def test_dictated_words_and_states_show_without_control_codes_or_markup(engine: ScriptedEngine) -> None:
+    from assistant.ui.voice import VoicePanel
+
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        panel = app.query_one(VoicePanel)
+        panel.post_message(VoicePanel.TranscriptChanged(f"said {CODES}", f"maybe {CODES}"))
+        panel.post_message(VoicePanel.StateChanged("[/]listening [link=https://example.com]x[/link]"))
+        text = panel.query_one("#voice-text")
+        await wait_until(pilot, lambda: "said" in shown(text), "the words shown")
+        await pilot.pause()
+        assert "maybe" in shown(text) and not any(c in shown(text) for c in CONTROL), repr(shown(text))
+        assert shown(panel.query_one("#voice-state")) == "[/]listening [link=https://example.com]x[/link]"
+    assert app.return_code in (None, 0)
