@@ -5,6 +5,8 @@ server responses and exception messages are data, never markup or terminal contr
 their ESC/BEL and become inert text; lone surrogates, which cannot be encoded). ``plain`` wraps the cleaned
 string in a ``rich.text.Text``, which Rich and Textual render literally (no ``[tag]`` markup), and
 ``escape`` gives the cleaned string with markup escaped, for the few places that build a markup string.
+Textual's content markup (the command palette parses every title and help line) has more tag forms than
+Rich's (``[$accent]``, ``[B]``), so ``escape_content`` escapes every ``[`` for it.
 """
 
 from __future__ import annotations
@@ -41,3 +43,8 @@ def escape(text: object, *, one_line: bool = False) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(clean(text, one_line=one_line))
+
+
+def escape_content(text: object, *, one_line: bool = False) -> str:
+    """The cleaned string escaped for Textual content markup (``Content.from_markup``): every ``[`` escaped."""
+    return clean(text, one_line=one_line).replace("[", "\\[")

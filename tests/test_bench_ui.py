@@ -48,7 +48,7 @@ async def test_shows_the_newest_run_and_moves_between_runs() -> None:
         table = screen.query_one("#bench-table", DataTable)
         await wait_until(pilot, lambda: table.row_count == 2, "the table to fill")
         assert screen.current is not None and screen.current.id == newer
-        assert table.get_row("fam:q2_k")[0] == "fam:q2_k"
+        assert str(table.get_row("fam:q2_k")[0]) == "fam:q2_k"  # cells are plain Text (data, not markup)
         assert "fam:q8_0 *" in table.get_row("fam:q8_0")[0]
         plot_text = str(screen.query_one("#bench-plot", Static).render())
         assert "q2_k" in plot_text

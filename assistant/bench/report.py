@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..untrusted import plain
 from .results import Run
 
 Row = dict[str, Any]
@@ -133,11 +134,13 @@ def title(run: Run) -> str:
 def rich_table(run: Run) -> Any:
     from rich.table import Table
 
-    table = Table(title=title(run), caption=machine_line(run) + "\n* reference (PER = 1)", caption_justify="left")
+    # stored runs hold model ids, names and machine facts: every cell is plain Text, never markup
+    caption = plain(machine_line(run) + "\n* reference (PER = 1)")
+    table = Table(title=plain(title(run)), caption=caption, caption_justify="left")
     for col in columns(run):
         table.add_column(col.header, justify=col.justify)  # type: ignore[arg-type]
     for row in run.rows:
-        table.add_row(*(col.fmt(row) for col in columns(run)))
+        table.add_row(*(plain(col.fmt(row)) for col in columns(run)))
     return table
 
 
@@ -183,7 +186,7 @@ def history_table(runs: list[Run]) -> Any:
     for header in ("run", "when", "kind", "models", "mode", "threads", "ctx", "machine", "wall s"):
         table.add_column(header, justify="right" if header in ("run", "threads", "ctx", "wall s") else "left")
     for run in runs:
-        table.add_row(
+        cells = (
             str(run.id),
             when(run),
             run.kind,
@@ -194,6 +197,7 @@ def history_table(runs: list[Run]) -> Any:
             f"{run.fingerprint.get('cpu', '?')} [{run.digest}]",
             f"{run.wall_s:.0f}" if run.wall_s is not None else "–",
         )
+        table.add_row(*map(plain, cells))
     return table
 
 
@@ -220,10 +224,10 @@ def compare_table(runs: list[Run]) -> Any:
         if runs[0].quick != other.quick:
             diff.append(f"mode: {'quick' if runs[0].quick else 'full'} -> {'quick' if other.quick else 'full'}")
         notes.append(f"run {runs[0].id} vs {other.id}: " + ("; ".join(diff) if diff else "same machine and settings"))
-    table = Table(title="compare " + ", ".join(f"run {r.id}" for r in runs), caption="\n".join(notes))
+    table = Table(title="compare " + ", ".join(f"run {r.id}" for r in runs), caption=plain("\n".join(notes)))
     table.add_column("run", justify="right")
     for col in cols:
         table.add_column(col.header, justify=col.justify)  # type: ignore[arg-type]
     for row in compare_rows(runs):
-        table.add_row(str(row["run_id"]), *(col.fmt(row) for col in cols))
+        table.add_row(str(row["run_id"]), *(plain(col.fmt(row)) for col in cols))
     return table

@@ -22,7 +22,11 @@ def debug_enabled() -> bool:
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """Print one line to stderr. Exception text can carry GGUF metadata, a chat template's raise_exception()
+    message or a file name: its control characters (ANSI/OSC codes) are stripped here, once."""
+    from ..untrusted import clean
+
+    print(clean(line, one_line=True), file=sys.stderr, flush=True)
 
 
 def _report(exc: BaseException) -> int:
@@ -80,6 +84,9 @@ def _run_command(args: list[str]) -> None:
         _say("cancelled")
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
+        from ..untrusted import clean
+
+        exc.message = clean(exc.message)  # type: ignore[misc]  # it can quote what the user typed (a path, a value)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..untrusted import escape
 from ._common import emit_json, human_size, stderr_console
 from .models import models_group
 from .root import cli
@@ -29,7 +30,7 @@ def _progress() -> Any:
 
     return Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # model ids and stage names: data
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -61,7 +62,7 @@ def quantize_cmd(model_id: str, targets: str, threads: int | None, force: bool, 
     note = checked.note()
     err = stderr_console()
     if note:
-        err.print(f"note: {note}", soft_wrap=True)
+        err.print(f"note: {escape(note)}", soft_wrap=True)
     with _progress() as progress:
         tasks: dict[str, Any] = {}
 
@@ -86,12 +87,13 @@ def quantize_cmd(model_id: str, targets: str, threads: int | None, force: bool, 
     out = stdout_console()
     for r in results:
         out.print(
-            f"[green]✓[/] {r.installed.id}  {human_size(r.installed.size_bytes)}  ({r.installed.quant},"
-            f" from {r.source_quant} in {r.seconds:.1f} s)"
+            f"[green]✓[/] {escape(r.installed.id)}  {human_size(r.installed.size_bytes)}  ({escape(r.installed.quant)},"
+            f" from {escape(r.source_quant)} in {r.seconds:.1f} s)"
         )
         if fallback := r.fallback_note():
-            out.print(f"  {fallback}")
-    out.print(f"benchmark them: assistant bench {checked.source.id} " + " ".join(r.installed.id for r in results))
+            out.print(f"  {escape(fallback)}")
+    ids = " ".join(r.installed.id for r in results)
+    out.print(escape(f"benchmark them: assistant bench {checked.source.id} {ids}"))
 
 
 # -- bench -------------------------------------------------------------------------------------------------
@@ -273,7 +275,7 @@ def export_cmd(run_ref: str, fmt: str, output: Path | None) -> None:
         click.echo(text, nl=False)
         return
     _write(output, text)
-    stderr_console().print(f"wrote {output}")
+    stderr_console().print(f"wrote {escape(output)}")
 
 
 def _write(path: Path, text: str) -> None:
@@ -300,10 +302,10 @@ def plot_cmd(run_ref: str, png: Path | None, svg: Path | None, width: int | None
     click.echo(plot.terminal(run, width=columns, height=24, color=sys.stdout.isatty()))
     if svg is not None:
         _write(svg, plot.svg(run))
-        stderr_console().print(f"wrote {svg}")
+        stderr_console().print(f"wrote {escape(svg)}")
     if png is not None:
         plot.png(run, png)
-        stderr_console().print(f"wrote {png}")
+        stderr_console().print(f"wrote {escape(png)}")
 
 
 @bench_group.command("rm")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..untrusted import clean, plain
 from ._chatting import ctrl_c_cancels, open_chat, open_session
 from ._common import emit_json
 from .root import cli
@@ -93,9 +94,9 @@ def _stream(turn: Turn, *, echo: bool) -> None:
     with ctrl_c_cancels(turn):
         for chunk in turn:
             if chunk.notice:
-                click.secho(f"[{chunk.notice}]", err=True, dim=True)
+                click.secho(f"[{clean(chunk.notice)}]", err=True, dim=True)
             if echo and chunk.text:
-                click.echo(chunk.text, nl=False)
+                click.echo(clean(chunk.text), nl=False)  # the model's text: no escape codes reach the terminal
                 wrote = True
     if echo and wrote:
         click.echo()
@@ -152,7 +153,7 @@ def _repl(session: ChatSession, current: Chat) -> None:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
 
-    click.secho(f"chat {current.id} with {current.model_id}: {REPL_HELP}", err=True, dim=True)
+    click.secho(f"chat {current.id} with {clean(current.model_id)}: {REPL_HELP}", err=True, dim=True)
     while True:
         try:
             line = input(">>> ")
@@ -180,7 +181,7 @@ def _repl(session: ChatSession, current: Chat) -> None:
             turn = session.send(current.id, line)
             _stream(turn, echo=True)
         except AssistantError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {clean(exc, one_line=True)}", err=True)
             continue
         except KeyboardInterrupt:
             click.echo("\n[stopped]", err=True)
@@ -233,8 +234,10 @@ def _chat_table(rows: list[tuple[Chat, str]], last: str = "title") -> None:
     table.add_column("model", no_wrap=True)
     table.add_column("msgs", justify="right")
     table.add_column(last, overflow="fold", ratio=1)
-    for c, text in rows:
-        table.add_row(str(c.id), _when(c.updated_at), c.model_id or "", str(c.message_count), text or "(untitled)")
+    for c, text in rows:  # titles, snippets and model ids are data: plain Text, never markup
+        table.add_row(
+            str(c.id), _when(c.updated_at), plain(c.model_id or ""), str(c.message_count), plain(text or "(untitled)")
+        )
     stdout_console().print(table)
 
 
@@ -249,16 +252,16 @@ def chats_show(chat_id: int, as_json: bool) -> None:
     if as_json:
         emit_json({**current.to_json(), "messages": [m.to_json() for m in messages]})
         return
-    click.secho(f"chat {current.id}: {current.title or '(untitled)'}", bold=True)
-    click.secho(f"{current.model_id or ''} · created {_when(current.created_at)}", dim=True)
+    click.secho(f"chat {current.id}: {clean(current.title or '(untitled)', one_line=True)}", bold=True)
+    click.secho(f"{clean(current.model_id or '')} · created {_when(current.created_at)}", dim=True)
     if current.system_prompt:
-        click.secho(f"\nsystem: {current.system_prompt}", dim=True)
+        click.secho(f"\nsystem: {clean(current.system_prompt)}", dim=True)
     for m in messages:
         label = m.role
         if m.partial:
             label += " (interrupted)" if m.interrupted else " (partial)"
         click.secho(f"\n{label}:", bold=True, fg="cyan" if m.role == "user" else "green")
-        click.echo(m.content)
+        click.echo(clean(m.content))
 
 
 @chats_group.command("rename")
@@ -271,7 +274,7 @@ def chats_rename(chat_id: int, title: str) -> None:
     if not title.strip():
         raise AssistantError("empty title", "give the chat a title")
     renamed = _history().rename(chat_id, title)
-    click.echo(f"chat {renamed.id}: {renamed.title}")
+    click.echo(f"chat {renamed.id}: {clean(renamed.title, one_line=True)}")
 
 
 @chats_group.command("rm")
@@ -283,7 +286,7 @@ def chats_rm(chat_ids: tuple[int, ...]) -> None:
         history.get_chat(chat_id)  # all must exist before any is deleted
     for chat_id in chat_ids:
         gone = history.delete(chat_id)
-        click.echo(f"deleted chat {gone.id}: {gone.title or '(untitled)'}")
+        click.echo(f"deleted chat {gone.id}: {clean(gone.title or '(untitled)', one_line=True)}")
 
 
 @chats_group.command("search")
@@ -296,7 +299,7 @@ def chats_search(text: str, as_json: bool) -> None:
         emit_json([h.to_json() for h in hits])
         return
     if not hits:
-        click.echo(f"no chat mentions {text!r}", err=True)
+        click.echo(f"no chat mentions {clean(repr(text))}", err=True)
         return
     _chat_table([(h.chat, h.snippet if h.message_id else h.chat.title) for h in hits], last="match")
 
@@ -309,8 +312,8 @@ def chats_search(text: str, as_json: bool) -> None:
 def chats_export(chat_id: int, output: Path | None) -> None:
     """Export a chat as Markdown."""
     text = _history().export_markdown(chat_id)
-    if output is None:
-        click.echo(text, nl=False)
+    if output is None:  # piped, the export is the chat byte for byte; on a terminal, no escape codes act
+        click.echo(clean(text) if sys.stdout.isatty() else text, nl=False)
         return
     _write_atomic(output, text)
     click.echo(f"wrote {output}", err=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..untrusted import clean, plain
 from ._common import emit_json, human_size, stdout_console
 from .root import cli
 
@@ -117,7 +118,14 @@ def list_models(show_all: bool, only_installed: bool, ctx_size: int | None, as_j
         mark = " *" if row["default"] and row["status"] == "installed" else ""
         fit_text = f"[{styles.get(row['fit'], 'dim')}]{row['fit']}[/]"
         status = row["status"] if row["status"] != "missing" else "[red]file missing[/]"
-        table.add_row(row["id"] + mark, row["kind"], row["quant"], human_size(row["size_bytes"]), fit_text, status)
+        table.add_row(
+            plain(row["id"] + mark),
+            plain(row["kind"]),
+            plain(row["quant"]),
+            human_size(row["size_bytes"]),
+            fit_text,
+            status,
+        )
     console = stdout_console()
     console.print(table)
     console.print(f"[dim]fit at {n_ctx}-token context; * = default. 'assistant models pull ID' to get one.[/]")
@@ -242,7 +250,7 @@ def _print_info(data: dict[str, Any], verbose: bool) -> None:
             value = "yes" if value else "no (base model: completion mode)"
         elif isinstance(value, list):
             value = ", ".join(map(str, value))
-        table.add_row(label, str(value))
+        table.add_row(label, plain(value))  # GGUF metadata and catalog text: data, never markup
     memory = data["memory"]
     styles = {"fits": "green", "tight": "yellow", "won't fit": "red"}
     table.add_row(
@@ -270,7 +278,7 @@ def import_model(path: Path, model_id: str | None, copy: bool, as_json: bool) ->
         emit_json(item.to_json())
         return
     where = "copied into the store" if copy else "used in place"
-    click.echo(f"imported {item.id} ({human_size(item.size_bytes)}, {where}): {item.path}")
+    click.echo(clean(f"imported {item.id} ({human_size(item.size_bytes)}, {where}): {item.path}"))
 
 
 @models_group.command("rm")
@@ -292,7 +300,7 @@ def remove(model_ids: tuple[str, ...], as_json: bool) -> None:
                 what = "forgotten (its file is outside this home's models folder, left in place)"
             else:
                 what = "forgotten (file left in place)"
-            click.echo(f"removed {item.id}: {what}")
+            click.echo(clean(f"removed {item.id}: {what}"))
     if as_json:
         emit_json(removed)
 
@@ -318,7 +326,7 @@ def use(model_id: str) -> None:
     section[key] = item.id
     paths.ensure(target.parent)
     paths.write_text_atomic(target, tomlkit.dumps(document))
-    click.echo(f"default {'chat' if key == 'chat' else 'speech'} model: {item.id}")
+    click.echo(clean(f"default {'chat' if key == 'chat' else 'speech'} model: {item.id}"))
 
 
 @models_group.command("verify")
@@ -379,7 +387,6 @@ def disk_usage(as_json: bool) -> None:
     """Disk used by models, unfinished downloads and the wheel cache."""
     from .. import paths
     from ..store import Store, dir_size, leftovers
-    from ..untrusted import clean
 
     models: list[dict[str, Any]] = [
         {"id": i.id, "bytes": i.size_bytes if i.present else 0, "managed": i.managed, "path": str(i.path)}
@@ -399,11 +406,11 @@ def disk_usage(as_json: bool) -> None:
         return
     for m in models:
         note = "" if m["managed"] else "  (imported, not counted)"
-        click.echo(f"{human_size(m['bytes']):>10}  {m['id']}{note}")
+        click.echo(clean(f"{human_size(m['bytes']):>10}  {m['id']}{note}"))
     click.echo(f"{human_size(extra['partial_downloads']):>10}  unfinished downloads")
     for f in found:
         click.echo(clean(f"{human_size(f.size_bytes):>10}  leftover: {f.what}: {f.path}"))
     if found:
         click.echo(f"{'':>10}  'assistant doctor --clean' removes the leftovers")
-    click.echo(f"{human_size(extra['wheel_cache']):>10}  wheel cache ({paths.wheel_cache_dir()})")
+    click.echo(clean(f"{human_size(extra['wheel_cache']):>10}  wheel cache ({paths.wheel_cache_dir()})"))
     click.echo(f"{human_size(total):>10}  total owned by assistant")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..untrusted import clean, escape
 from ._common import emit_json, human_size, stderr_console
 from .models import models_group
 
@@ -48,7 +49,7 @@ def pull_command(model_ids: tuple[str, ...], starter: bool, endpoint: str | None
     for variant in wanted:
         existing = store.get(variant.id)
         if existing is not None and existing.present and not force:
-            err.print(f"{variant.id} is already installed (use --force to pull it again)", soft_wrap=True)
+            err.print(f"{escape(variant.id)} is already installed (use --force to pull it again)", soft_wrap=True)
             results.append(existing)
             continue
         _print_fit(err, variant)
@@ -56,7 +57,7 @@ def pull_command(model_ids: tuple[str, ...], starter: bool, endpoint: str | None
             item = download.pull(variant, store=store, endpoint=endpoint, on_progress=bar.update, force=force)
         results.append(item)
         if not as_json:
-            click.echo(f"installed {item.id}  {human_size(item.size_bytes)}  {item.path}")
+            click.echo(clean(f"installed {item.id}  {human_size(item.size_bytes)}  {item.path}"))
     if as_json:
         emit_json([item.to_json() for item in results])
 
@@ -86,8 +87,8 @@ def add_command(url: str, model_id: str | None, endpoint: str | None, as_json: b
     if as_json:
         emit_json(data)
         return
-    click.echo(f"added {variant.id} ({human_size(variant.size)}) to {data['catalog']}")
-    click.echo(f"pull it with: assistant models pull {variant.id}")
+    click.echo(clean(f"added {variant.id} ({human_size(variant.size)}) to {data['catalog']}"))
+    click.echo(clean(f"pull it with: assistant models pull {variant.id}"))
 
 
 def _installed(store: Any, model_id: str) -> bool:
@@ -106,7 +107,7 @@ def _print_fit(console: Any, variant: Variant) -> None:
     verdict = fit.verdict(estimate.total, available)
     style = {"fits": "green", "tight": "yellow"}.get(verdict, "red")
     console.print(
-        f"{variant.id}: {human_size(variant.size)} download, needs ~{human_size(estimate.total)} of memory: "
+        f"{escape(variant.id)}: {human_size(variant.size)} download, needs ~{human_size(estimate.total)} of memory: "
         f"[{style}]{verdict}[/] ({human_size(available)} available)",
         soft_wrap=True,
     )
@@ -128,7 +129,7 @@ class _ProgressBar:
         self.name = name
         self.label = ""
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # a model id and a phase (file names): data
             BarColumn(bar_width=24),
             DownloadColumn(),
             TransferSpeedColumn(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..untrusted import clean
 from ._common import emit_json, stdout_console
 from .root import cli
 
@@ -24,15 +25,17 @@ def show_config(as_json: bool) -> None:
         return
     from rich.table import Table
 
+    from ..untrusted import escape, plain
+
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("KEY", "VALUE", "DESCRIPTION"):
         table.add_column(column)
     for row in rows:
-        value = repr(row["value"]) if row["value"] != row["default"] else f"[dim]{row['value']!r}[/]"
+        value = plain(repr(row["value"]), style="" if row["value"] != row["default"] else "dim")
         table.add_row(row["key"], value, row["description"])
     console = stdout_console()
     console.print(table)
-    console.print(f"[dim]edit {paths.config_file()} (TOML, [section] then key = value)[/]")
+    console.print(f"[dim]edit {escape(paths.config_file())} (TOML, \\[section] then key = value)[/]")
 
 
 @cli.command("paths")
@@ -54,4 +57,4 @@ def show_paths(as_json: bool) -> None:
         emit_json(data)
         return
     for key, value in data.items():
-        click.echo(f"{key:>22}  {value}")
+        click.echo(clean(f"{key:>22}  {value}"))

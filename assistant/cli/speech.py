@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..untrusted import clean
 from ._common import emit_json, stderr_console, stdout_console
 from .root import cli
 
@@ -82,7 +83,7 @@ def transcribe(
             samples = load_audio(file)
         except AssistantError as exc:
             failures += 1
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {clean(exc, one_line=True)}", err=True)
             continue
         if transcriber is None:  # the model loads once the first file has proved readable
             transcriber = _load_transcriber(
@@ -94,15 +95,15 @@ def transcribe(
         if out_dir is not None:
             target = out_dir / _unique_name(f"{file.stem}.{fmt}", used_names)
             _write_atomic(target, text)
-            click.echo(f"wrote {target}")
+            click.echo(clean(f"wrote {target}"))
         elif fmt == "json" and len(files) > 1:
             import json
 
             documents.append(json.loads(text))
         else:
             if len(files) > 1:  # headed like `head` does with several files
-                click.echo(f"{'' if file == files[0] else chr(10)}==> {file} <==")
-            click.echo(text, nl=not text.endswith("\n"))
+                click.echo(f"{'' if file == files[0] else chr(10)}==> {clean(file, one_line=True)} <==")
+            click.echo(clean(text), nl=not text.endswith("\n"))
     if documents:
         emit_json(documents)
     if failures:
@@ -239,9 +240,9 @@ class _Display:
         bars = int(self.level * 10)
         text = Text("● " if self.level > 0.1 else "○ ", style="red" if self.level > 0.1 else "dim")
         text.append("▮" * bars + "▯" * (10 - bars), style="green")
-        text.append("  " + self.committed)
+        text.append("  " + clean(self.committed))
         if self.tentative:
-            text.append((" " if self.committed else "") + self.tentative, style="dim")
+            text.append((" " if self.committed else "") + clean(self.tentative), style="dim")
         if not self.committed and not self.tentative:
             text.append(f"listening… ({self.hint})", style="dim")
         return text
@@ -254,7 +255,7 @@ class _Display:
         elif isinstance(event, Partial):
             self.committed, self.tentative = event.committed, event.tentative
         elif isinstance(event, Committed) and not self.live:
-            click.echo(("" if not self.committed else " ") + event.text, nl=False)
+            click.echo(("" if not self.committed else " ") + clean(event.text), nl=False)
             self.committed = event.committed
             return
         if self._live is not None:
@@ -292,9 +293,9 @@ def _dictate_once(
     if show and not live:
         # the committed words were printed as they came; add what the last pass decided
         rest = final.text[len(display.committed) :].strip() if final.text.startswith(display.committed) else ""
-        click.echo((" " if display.committed and rest else "") + rest)
+        click.echo((" " if display.committed and rest else "") + clean(rest))
     elif show:
-        click.echo(label + final.text)
+        click.echo(label + clean(final.text))
     return final.text, final, dictation
 
 
@@ -381,7 +382,8 @@ def _print_devices(devices: list[Any], as_json: bool) -> None:
         return
     for d in devices:
         mark = "*" if d.is_default else " "
-        click.echo(f"{mark} {d.index:>2}  {d.name}  ({d.hostapi}, {d.channels} ch, {d.default_samplerate:.0f} Hz)")
+        line = f"{mark} {d.index:>2}  {d.name}  ({d.hostapi}, {d.channels} ch, {d.default_samplerate:.0f} Hz)"
+        click.echo(clean(line, one_line=True))
 
 
 def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
@@ -393,9 +395,9 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
     with ctrl_c_cancels(turn):
         for chunk in turn:
             if chunk.notice:
-                click.secho(f"[{chunk.notice}]", err=True, dim=True)
+                click.secho(f"[{clean(chunk.notice)}]", err=True, dim=True)
             if chunk.text:
-                click.echo(chunk.text, nl=False)
+                click.echo(clean(chunk.text), nl=False)
                 wrote = True
                 if speaker is not None:
                     speaker.feed(chunk.text)
@@ -404,7 +406,7 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
     if speaker is not None:
         speaker.finish()
         if speaker.errors:
-            click.secho(f"could not read aloud: {speaker.errors[-1]}", err=True, dim=True)
+            click.secho(f"could not read aloud: {clean(speaker.errors[-1], one_line=True)}", err=True, dim=True)
             speaker.errors.clear()
 
 
@@ -498,7 +500,7 @@ def say(text: tuple[str, ...], voice: str | None, speed: int | None, out: Path |
     words = " ".join(text)
     if out is not None:
         synthesize(words, out, voice=voice, speed=speed)
-        click.echo(f"wrote {out}")
+        click.echo(clean(f"wrote {out}"))
         return
     speaker = Speaker(voice=voice, speed=speed)
     speaker.say(words)

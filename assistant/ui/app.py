@@ -25,11 +25,13 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
 
 from ..errors import AssistantError
+from ..untrusted import clean, escape_content
 from .backend import Backend, EngineFactory
 from .chat_log import ChatLog, NoticeView, ReplyTurn, code_blocks
 from .messages import (
@@ -48,6 +50,8 @@ from .status_bar import StatusBar
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
     from ..chat import CancelToken, ChatEngine, Chunk, Stats
     from ..config import Settings
     from ..tts import Speaker
@@ -303,6 +307,21 @@ class AssistantApp(App[None]):
         self._first_frame_deadline = time.monotonic() + FIRST_FRAME_WAIT
         self.set_timer(FRAME, self._after_first_frame)
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification, the screens' too (``Widget.notify`` calls this): plain text, control codes
+        stripped, whatever ``markup`` says. They carry error texts, chat titles and model names: data."""
+        super().notify(
+            clean(message), title=clean(title, one_line=True), severity=severity, timeout=timeout, markup=False
+        )
+
     def _after_first_frame(self) -> None:
         """Once the first complete frame is out (it includes the footer's keys, which Textual adds a few
         repaints in), read what would have delayed it: the settings, then the models and chats."""
@@ -354,6 +373,10 @@ class AssistantApp(App[None]):
             return True
         if action in self.PALETTE and not self.on_main_screen:
             return False
+        return self._action_state(action)
+
+    def _action_state(self, action: str) -> bool | None:
+        """Whether an action can run now (True), is shown disabled (None) or hidden (False), screens aside."""
         if action == "stop":
             voice = self._voice()
             return self.generating or (voice is not None and voice.busy)
@@ -367,20 +390,22 @@ class AssistantApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if not self.on_main_screen:
+        if screen is not self.screen_stack[0]:  # asked for the main screen, which the open palette covers
             return
         keys = {b.action: self._keymap.get(b.id or "", b.key) for b in self._bindings_with_ids()}
         for action, (title, help_text) in self.PALETTE.items():
-            if self.check_action(action, ()) is not True:
+            if self._action_state(action) is not True:
                 continue
             shown = keys.get(action)
             yield SystemCommand(title, f"{help_text} ({shown})" if shown else help_text, self._palette_action(action))
         for n, block in enumerate(self.query_one(ChatLog).all_code_blocks(), start=1):
             first = block.strip().splitlines()[0] if block.strip() else ""
-            yield SystemCommand(f"Copy code block {n}", first[:60], self._copy_callback(block, f"code block {n}"))
+            help_text = escape_content(first[:60], one_line=True)  # the palette parses titles and help as markup
+            yield SystemCommand(f"Copy code block {n}", help_text, self._copy_callback(block, f"code block {n}"))
         for chat in self.chats:
             if self.chat is None or chat.id != self.chat.id:
-                yield SystemCommand(f"Open chat: {chat.title}", "Switch to this chat", self._open_callback(chat), False)
+                title = f"Open chat: {escape_content(chat.title, one_line=True)}"
+                yield SystemCommand(title, "Switch to this chat", self._open_callback(chat), False)
 
     def _palette_action(self, action: str) -> Callable[[], Any]:
         return lambda: self.run_action(action)
@@ -427,7 +452,7 @@ class AssistantApp(App[None]):
         status.state = "loading"
         status.tokens_per_second = None
         prompt = self.query_one(PromptBar)
-        prompt.placeholder = f"Loading {model_id}…"
+        prompt.placeholder = Content(clean(f"Loading {model_id}…", one_line=True))  # a str is parsed as markup
         self._load_model(model_id)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model")
@@ -553,7 +578,7 @@ class AssistantApp(App[None]):
 
         from .dialogs import RenameChat
 
-        self.push_screen(RenameChat(chat.title), renamed)
+        self.push_screen(RenameChat(clean(chat.title, one_line=True)), renamed)
 
     @work(thread=True, exit_on_error=False, group="db")
     def _rename(self, chat_id: int | str, title: str) -> None:
@@ -573,7 +598,7 @@ class AssistantApp(App[None]):
 
         from .dialogs import Confirm
 
-        self.push_screen(Confirm(f"Delete “{chat.title}”?"), confirmed)
+        self.push_screen(Confirm(f"Delete “{clean(chat.title, one_line=True)}”?"), confirmed)
 
     @work(thread=True, exit_on_error=False, group="db")
     def _delete(self, chat_id: int | str) -> None:
@@ -581,7 +606,7 @@ class AssistantApp(App[None]):
         self.post_message(ChatsListed(self.backend.list_chats()))
 
     def _refresh_title(self) -> None:
-        self.sub_title = self.chat.title if self.chat else "new chat"
+        self.sub_title = clean(self.chat.title, one_line=True) if self.chat else "new chat"
 
     # ---------------------------------------------------------------- sending, streaming
 

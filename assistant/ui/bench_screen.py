@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from ..chat import CancelToken
+from ..untrusted import clean, plain
 
 if TYPE_CHECKING:
     from ..bench.results import Run
@@ -83,13 +84,14 @@ class BenchScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="bench-header"):
-            yield Label("Benchmarks", id="bench-title")
-        yield Label("", id="bench-machine")
+            # stored runs (machine facts, model ids) and error texts are data: these labels never parse markup
+            yield Label("Benchmarks", id="bench-title", markup=False)
+        yield Label("", id="bench-machine", markup=False)
         yield DataTable(id="bench-table", zebra_stripes=True, cursor_type="row")
         yield Static("", id="bench-plot")
         with Vertical(id="bench-progress-row"):
             yield ProgressBar(id="bench-progress", show_eta=False)
-        yield Label("", id="bench-status")
+        yield Label("", id="bench-status", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -160,7 +162,7 @@ class BenchScreen(Screen[None]):
 
     def on_bench_progressed(self, message: BenchProgressed) -> None:
         self.query_one("#bench-progress", ProgressBar).update(total=message.total, progress=message.done)
-        self.query_one("#bench-status", Label).update(message.label)
+        self.query_one("#bench-status", Label).update(clean(message.label, one_line=True))
 
     def on_bench_finished(self, message: BenchFinished) -> None:
         self._set_running(False)
@@ -175,7 +177,7 @@ class BenchScreen(Screen[None]):
 
             text = one_line(event.worker.error)
             self._set_running(False)
-            self.query_one("#bench-status", Label).update(f"failed: {text}")
+            self.query_one("#bench-status", Label).update(f"failed: {clean(text, one_line=True)}")
             self.notify(text, title="benchmark", severity="error", timeout=8)
         elif event.state == WorkerState.CANCELLED and event.worker.group == "bench":
             self._set_running(False)
@@ -237,10 +239,11 @@ class BenchScreen(Screen[None]):
         for col in cols:
             table.add_column(col.header, key=col.key)
         for row in run.rows:
-            table.add_row(*(col.fmt(row) for col in cols), key=str(row["id"]))
+            table.add_row(*(plain(col.fmt(row)) for col in cols), key=str(row["id"]))  # str cells are markup
         position = f"{self.index + 1}/{len(self.runs)}"
-        self.query_one("#bench-title", Label).update(f"Benchmark {report.title(run)}  [{position}]")
-        self.query_one("#bench-machine", Label).update(report.machine_line(run) + "  · * reference (PER = 1)")
+        self.query_one("#bench-title", Label).update(clean(f"Benchmark {report.title(run)}  [{position}]"))
+        machine = clean(report.machine_line(run), one_line=True)
+        self.query_one("#bench-machine", Label).update(machine + "  · * reference (PER = 1)")
         self._show_plot()
 
     def _show_plot(self) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from textual.widgets import Markdown
 from textual.widgets import Label, Static
 
+from ..untrusted import clean
+
 # A fenced code block: ``` or ~~~ (3+), optional info string, body, the same fence closing it.
 _FENCE_RE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
 
@@ -32,7 +34,7 @@ class NoticeView(Static):
     """A line the engine or the history wants the user to see (completion mode, history trimmed)."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False, classes="notice")
+        super().__init__(clean(text), markup=False, classes="notice")
 
 
 class UserTurn(Vertical):
@@ -44,7 +46,7 @@ class UserTurn(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("You", classes="role")
-        yield Static(self.text, markup=False, classes="body")
+        yield Static(clean(self.text), markup=False, classes="body")
 
 
 class ReplyTurn(Vertical):
@@ -60,7 +62,7 @@ class ReplyTurn(Vertical):
         from textual.widgets import Markdown  # not needed for the first frame: imported with the first reply
 
         yield Label("Assistant", classes="role")
-        yield Markdown(self.text, classes="body")
+        yield Markdown(clean(self.text), classes="body")
         yield Label("⏸ partial: stopped before the end", classes="partial-mark")
 
     @property
@@ -75,14 +77,14 @@ class ReplyTurn(Vertical):
         """Add streamed text (batched by the app: at most a few appends a second)."""
         self.text += fragment
         if self._streaming:
-            await self.markdown.append(fragment)
+            await self.markdown.append(clean(fragment))  # the model's text: no control codes reach the screen
 
     async def finish(self, *, partial: bool, text: str | None = None) -> None:
         """Stop streaming; ``text`` (the stored reply) replaces what was streamed if it differs."""
         self._streaming = False
         if text is not None and text != self.text:
             self.text = text
-            await self.markdown.update(text)
+            await self.markdown.update(clean(text))
         self.partial = partial
         self.set_class(partial, "-partial")
         self.remove_class("-streaming")

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Label, ProgressBar, Static
 from textual.worker import Worker, get_current_worker
 
+from ..untrusted import clean
 from .messages import DownloadFinished, DownloadProgressed
 
 ProgressCallback = Callable[[int, "int | None", str], None]
@@ -58,7 +59,7 @@ class FirstRunScreen(Screen[bool]):
                 markup=False,
             )
             yield ProgressBar(id="first-run-progress", show_eta=False)
-            yield Label("", id="first-run-status")
+            yield Label("", id="first-run-status", markup=False)  # phases name files; failures quote errors
             with Horizontal(id="first-run-buttons"):
                 yield Button("Download", variant="primary", id="pull")
                 yield Button("Quit", id="quit")
@@ -99,7 +100,7 @@ class FirstRunScreen(Screen[bool]):
     def on_download_progressed(self, message: DownloadProgressed) -> None:
         bar = self.query_one(ProgressBar)
         bar.update(total=message.total, progress=message.done)
-        self.query_one("#first-run-status", Label).update(message.label)
+        self.query_one("#first-run-status", Label).update(clean(message.label, one_line=True))
 
     def on_download_finished(self, message: DownloadFinished) -> None:
         self.dismiss(True)
@@ -109,7 +110,7 @@ class FirstRunScreen(Screen[bool]):
         self.query_one("#pull", Button).disabled = False
         stopped = self._cancel.is_set()
         self.query_one("#first-run-status", Label).update(
-            "download stopped" if stopped else f"download failed: {error}"
+            "download stopped" if stopped else f"download failed: {clean(error, one_line=True)}"
         )
         self.query_one("#pull", Button).label = "Resume" if stopped else "Try again"
 

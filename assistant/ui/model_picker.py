@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Label
 from textual.worker import Worker
 
 from ..units import human_size
+from ..untrusted import plain
 from .messages import ModelsListed
 
 
@@ -91,7 +92,9 @@ class ModelPicker(ModalScreen[str | None]):
         for row in message.rows:
             marker = "● " if row.current else "  "
             fit_text = row.verdict if row.need_bytes is None else f"{row.verdict} ({human_size(row.need_bytes)})"
-            table.add_row(marker + row.id, human_size(row.size_bytes), row.quant, fit_text, key=row.id)
+            # DataTable parses str cells as markup: ids and quants from the store are data
+            cells = (plain(marker + row.id), human_size(row.size_bytes), plain(row.quant), plain(fit_text))
+            table.add_row(*cells, key=row.id)
         if not message.rows:
             self.query_one("#picker-help", Label).update("No chat models installed: run 'assistant models pull'.")
         table.focus()

@@ -8,6 +8,7 @@ from textual.message import Message
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from ..untrusted import clean
 from .messages import ChatSummary
 
 
@@ -20,13 +21,13 @@ class ChatList(OptionList):
             self.chat = chat
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(id=id, markup=False)  # a title is what the user (or the model) wrote: never markup
         self.chats: dict[str, ChatSummary] = {}
 
     def show(self, chats: list[ChatSummary], current: int | str | None) -> None:
         self.chats = {str(chat.id): chat for chat in chats}
         self.clear_options()
-        self.add_options([Option(chat.title or "Untitled", id=str(chat.id)) for chat in chats])
+        self.add_options([Option(clean(chat.title or "Untitled", one_line=True), id=str(chat.id)) for chat in chats])
         self.mark(current)
 
     def mark(self, current: int | str | None) -> None:

@@ -10,6 +10,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
 
+from ..untrusted import clean
+
 State = Literal["no model", "loading", "ready", "generating", "error"]
 
 STATE_TEXT = {"loading": "loading model…", "generating": "generating…", "error": "load failed"}
@@ -23,10 +25,11 @@ class StatusBar(Horizontal):
     context_total: reactive[int | None] = reactive(None)
 
     def compose(self) -> ComposeResult:
-        yield Label(id="status-model")
-        yield Label(id="status-state")
-        yield Label(id="status-speed")
-        yield Label(id="status-context")
+        # the model id comes from the store: these labels show their text as it is, never as markup
+        yield Label(id="status-model", markup=False)
+        yield Label(id="status-state", markup=False)
+        yield Label(id="status-speed", markup=False)
+        yield Label(id="status-context", markup=False)
 
     def on_mount(self) -> None:
         self.watch_model_id()
@@ -45,7 +48,7 @@ class StatusBar(Horizontal):
             label.update(text, layout=not fixed_width and cell_len(old) != cell_len(text))
 
     def watch_model_id(self) -> None:
-        self._set("status-model", self.model_id or "no model")
+        self._set("status-model", clean(self.model_id or "no model", one_line=True))
 
     def watch_state(self) -> None:
         self._set("status-state", STATE_TEXT.get(self.state, ""))

@@ -33,6 +33,8 @@ from textual.widget import Widget
 from textual.widgets import Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from ..untrusted import clean
+
 if TYPE_CHECKING:
     from ..audio import AudioSource
     from ..dictation import Dictation
@@ -137,7 +139,7 @@ class VoicePanel(Widget):
         with Horizontal(id="voice-bar"):
             yield Label("●", id="voice-dot")
             yield LevelMeter()
-            yield Label("", id="voice-state")
+            yield Label("", id="voice-state", markup=False)  # states can quote a device error
         yield Static("", id="voice-text")
 
     # -- control ----------------------------------------------------------------------------------------------
@@ -246,14 +248,14 @@ class VoicePanel(Widget):
 
     def _set_state(self, text: str) -> None:
         if self.is_mounted:
-            self.query_one("#voice-state", Label).update(text)
+            self.query_one("#voice-state", Label).update(clean(text, one_line=True))
 
     def _show_text(self) -> None:
         if not self.is_mounted:
             return
-        text = Text(self.committed)
+        text = Text(clean(self.committed))
         if self.tentative:
-            text.append((" " if self.committed else "") + self.tentative, style="dim")
+            text.append((" " if self.committed else "") + clean(self.tentative), style="dim")
         self.query_one("#voice-text", Static).update(text)
 
     def on_voice_panel_level_changed(self, message: VoicePanel.LevelChanged) -> None:
