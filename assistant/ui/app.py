@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, g
 
 from ..errors import AssistantError
 from .backend import Backend, EngineFactory
-from .chat_log import ChatLog, NoticeView, ReplyTurn, code_blocks
+from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .messages import (
     ChatCreated,
     ChatOpened,
@@ -44,7 +44,7 @@ from .messages import (
 )
 from .prompt_bar import PromptBar
 from .sidebar import ChatList, Sidebar
-from .status_bar import StatusBar
+from .status_bar import State, StatusBar
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
@@ -252,6 +252,11 @@ class AssistantApp(App[None]):
         self.chat: ChatSummary | None = None
         self.chats: list[ChatSummary] = []
         self.generating = False
+        # A model is loading, or about to be (the app is starting): a message sent meanwhile waits for it.
+        self._model_coming = True
+        # That message: shown as sent, its reply starts once the model is loaded (see on_model_loaded).
+        self._waiting: str | None = None
+        self._waiting_turn: UserTurn | None = None
         self._cancel: CancelToken | None = None
         self._reply: ReplyTurn | None = None
         self._reply_chat: ChatSummary | None = None
@@ -403,6 +408,7 @@ class AssistantApp(App[None]):
         models = self.backend.installed_llms()
         self.post_message(ChatsListed(self.backend.list_chats()))
         if not models:
+            self.call_from_thread(self.call_later, self._no_model_coming)
             starters = self.backend.starters()
             self.call_from_thread(self._show_first_run, starters)
             return
@@ -422,6 +428,7 @@ class AssistantApp(App[None]):
     def load_model(self, model_id: str) -> None:
         self.engine = None
         self.model_id = model_id
+        self._model_coming = True
         status = self.query_one(StatusBar)
         status.model_id = model_id
         status.state = "loading"
@@ -452,8 +459,36 @@ class AssistantApp(App[None]):
         status.context_total = message.context_size
         self.query_one(PromptBar).placeholder = PromptBar.DEFAULT_PLACEHOLDER
         self.refresh_bindings()
-        if self.chat is not None:
+        if self._waiting is not None and self._cancel is not None:  # sent while the model was loading: go
+            text, self._waiting, self._waiting_turn = self._waiting, None, None
+            status.state = "generating"
+            self._generate(self.engine, self._reply_chat, text, self._cancel)
+        elif self.chat is not None:
             self._count_context(self.chat.id)
+
+    async def _no_model_coming(self) -> None:
+        """No model will load (none installed, or the load failed): a message waiting for one goes back
+        into the box."""
+        self._model_coming = False
+        await self._take_back_waiting()
+
+    async def _take_back_waiting(self) -> None:
+        """Put a message that waits for the model back into the box, where the user typed it (it was never
+        stored), before anything typed since."""
+        text, self._waiting = self._waiting, None
+        if text is None:
+            return
+        for widget in (self._waiting_turn, self._reply):  # the message and its empty reply leave the chat
+            if widget is not None:
+                await widget.remove()
+        self._waiting_turn = self._reply = None
+        log = self.query_one(ChatLog)
+        if not log.turns:
+            await log.clear()  # the chat's hint comes back
+        self._set_generating(False)
+        prompt = self.query_one(PromptBar)
+        prompt.text = text + ("\n" + prompt.text if prompt.text else "")
+        prompt.move_cursor(prompt.document.end)
 
     def action_pick_model(self) -> None:
         runtime = self.settings.runtime
@@ -587,16 +622,15 @@ class AssistantApp(App[None]):
 
     @on(PromptBar.Submitted)
     async def _send(self, event: PromptBar.Submitted) -> None:
-        if self.engine is None:
-            state = self.query_one(StatusBar).state
-            self.notify("The model is still loading." if state == "loading" else "No model loaded.", severity="warning")
-            return
         if self.generating:
+            return
+        if self.engine is None and not self._model_coming:
+            self.notify("No model loaded.", severity="warning")
             return
         text = event.prompt.take().strip()
         log = self.query_one(ChatLog)
         log.anchor()  # sending always follows the reply, even if the user had scrolled up
-        await log.add_user(text)
+        user_turn = await log.add_user(text)
         self._reply = await log.add_reply(streaming=True)
         self._reply_chat = self.chat
         from ..chat import CancelToken
@@ -606,6 +640,10 @@ class AssistantApp(App[None]):
         status = self.query_one(StatusBar)
         status.tokens_per_second = None
         self._stream_cpu = None  # the pace carries over from the last reply; its first update goes at once
+        if self.engine is None:  # the app is starting or the model loading: the reply starts once it is loaded
+            self._waiting, self._waiting_turn = text, user_turn
+            status.state = self._idle_state()
+            return
         self._generate(self.engine, self.chat, text, self._cancel)
 
     def _set_generating(self, value: bool) -> None:
@@ -623,8 +661,13 @@ class AssistantApp(App[None]):
         self.generating = value
         # The prompt's blinking cursor repaints twice a second: CPU the model would use (see STREAM_CPU_SHARE_BUSY)
         self.query_one(PromptBar).cursor_blink = not value
-        self.query_one(StatusBar).state = "generating" if value else ("ready" if self.engine else "no model")
+        self.query_one(StatusBar).state = "generating" if value else self._idle_state()
         self.refresh_bindings()
+
+    def _idle_state(self) -> State:
+        if self.engine is not None:
+            return "ready"
+        return "loading" if self._model_coming and self.model_id else "no model"
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def _generate(self, engine: ChatEngine, chat: ChatSummary | None, text: str, cancel: CancelToken) -> None:
@@ -736,6 +779,9 @@ class AssistantApp(App[None]):
         if voice is not None and voice.busy and not self.generating:
             voice.cancel()  # Esc drops a recording: no text
             return
+        if self._waiting is not None:  # not sent yet: back into the box
+            self.call_later(self._take_back_waiting)
+            return
         if self._cancel is not None and self.generating:
             self._cancel.cancel()
         if self._speaker is not None:
@@ -842,13 +888,19 @@ class AssistantApp(App[None]):
             self.notify(message, title=label, severity="error", timeout=8)
         if worker.group == "generate":
             self.call_later(self._generation_failed)
+        elif worker.group == "startup":
+            self.call_later(self._no_model_coming)
         elif worker.group == "model":
-            self.query_one(StatusBar).state = "error"
-            self.query_one(PromptBar).placeholder = "No model: choose one with the model picker"
+            self.call_later(self._model_failed)
         elif worker.group == "download":
             download_failed = getattr(self.screen, "download_failed", None)  # the first-run screen
             if download_failed is not None:
                 download_failed(message)
+
+    async def _model_failed(self) -> None:
+        await self._no_model_coming()
+        self.query_one(StatusBar).state = "error"
+        self.query_one(PromptBar).placeholder = "No model: choose one with the model picker"
 
     async def _generation_failed(self) -> None:
         if self._reply is not None:
