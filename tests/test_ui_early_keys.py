@@ -1,7 +1,8 @@
-"""Keys typed while the app is starting (before the model is loaded) are kept and acted on in order.
+"""Keys are kept and acted on in the order typed: while the app is starting (before the model is loaded),
+in a burst (a paste, tmux), and the README's keys (Shift+Enter, Ctrl+J, Ctrl+P) in the whole app.
 
-The model load is scripted and slow: the engine factory blocks until the test lets it return, so every key
-below is pressed while the app is still starting, before the model is there.
+For the start-up tests the model load is scripted and slow: the engine factory blocks until the test lets it
+return, so the keys are pressed while the app is still starting, before the model is there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import threading
 
 import pytest
 from _ui_helpers import ScriptedEngine, register_fake_model, wait_until
+from textual import events
+from textual.command import CommandPalette
+from textual.widgets import OptionList
 
 from assistant.errors import AssistantError
 from assistant.history import History
@@ -140,3 +144,64 @@ async def test_without_a_model_enter_warns_and_keeps_the_text() -> None:
         await wait_until(pilot, lambda: bool(app._notifications), "the warning")
         assert [str(n.message) for n in app._notifications] == ["No model loaded."]
         assert app.query_one(PromptBar).text == "hi" and not app.query(UserTurn)
+
+
+def burst(app: AssistantApp, *keys: str) -> None:
+    """Keys as a terminal delivers a paste or a fast typist: all queued before the app handles the first
+    (the driver posts each to the app as it reads it; ``pilot.press`` would wait after every key)."""
+    for key in keys:
+        char = {"enter": "\r", "ctrl+j": "\n"}.get(key, key if len(key) == 1 else None)
+        app.post_message(events.Key(key, char))
+
+
+async def test_a_burst_of_keys_is_acted_on_in_the_order_typed(engine: ScriptedEngine) -> None:
+    """ "a", Ctrl+J, "b", Enter, "c" at once: the message is "a\\nb" and "c" stays in the box. (Before: the
+    newline binding ran after "b" was inserted, and the message was taken from the box after "c" came.)"""
+    engine.enqueue("ok")
+    app = AssistantApp(engine_factory=lambda model_id: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, "the model to load")
+        prompt = app.query_one(PromptBar)
+        burst(app, "a", "ctrl+j", "b", "enter", "c")
+        await wait_until(pilot, lambda: len(engine.seen) == 1 and not app.generating, "the reply")
+        await wait_until(pilot, lambda: prompt.text == "c", "the rest in the box")
+    assert stored() == [("user", "a\nb"), ("assistant", "ok")]
+
+
+async def test_shift_enter_starts_a_new_line_in_the_app(engine: ScriptedEngine) -> None:
+    engine.enqueue("ok")
+    app = AssistantApp(engine_factory=lambda model_id: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, "the model to load")
+        await pilot.press("o", "n", "e", "shift+enter", "t", "w", "o")
+        assert app.query_one(PromptBar).text == "one\ntwo" and engine.seen == []
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: len(engine.seen) == 1 and not app.generating, "the reply")
+    assert stored()[0] == ("user", "one\ntwo")
+
+
+async def test_ctrl_p_opens_the_palette_with_the_apps_own_commands(engine: ScriptedEngine) -> None:
+    """The palette asks for commands while it is itself on the screen stack: the app's actions (and its
+    chats) must be offered then, not only Textual's own commands."""
+    engine.enqueue("ok")
+    app = AssistantApp(engine_factory=lambda model_id: engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, "the model to load")
+        await pilot.press(*"hello", "enter")
+        await wait_until(pilot, lambda: len(engine.seen) == 1 and not app.generating, "the reply")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        await pilot.press(*"New chat")
+
+        def offered() -> list[str]:
+            return [str(o.prompt) for o in app.screen.query_one(OptionList).options]
+
+        await wait_until(pilot, lambda: any("Start a new, empty chat" in o for o in offered()), "New chat offered")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat is None and not app.query(UserTurn), "a new, empty chat")
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette again")
+        await pilot.press(*"Open chat")
+        await wait_until(pilot, lambda: any("Open chat: hello" in o for o in offered()), "the saved chat offered")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: [t.text for t in app.query(UserTurn)] == ["hello"], "the chat reopened")

@@ -303,7 +303,9 @@ class AssistantApp(App[None]):
 
     def on_mount(self) -> None:
         self._apply_keymap()
-        self.query_one(PromptBar).focus()
+        prompt = self.query_one(PromptBar)
+        prompt.gate = self._may_send
+        prompt.focus()
         self._refresh_title()
         self._first_frame_deadline = time.monotonic() + FIRST_FRAME_WAIT
         self.set_timer(FRAME, self._after_first_frame)
@@ -359,6 +361,10 @@ class AssistantApp(App[None]):
             return True
         if action in self.PALETTE and not self.on_main_screen:
             return False
+        return self._allowed(action)
+
+    def _allowed(self, action: str) -> bool | None:
+        """Whether an action can run now, on the main screen (see ``check_action``)."""
         if action == "stop":
             voice = self._voice()
             return self.generating or (voice is not None and voice.busy)
@@ -372,11 +378,12 @@ class AssistantApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if not self.on_main_screen:
+        # ``screen`` is the one the palette was opened from (the palette itself is on top while it asks).
+        if not self.screen_stack or screen is not self.screen_stack[0]:
             return
         keys = {b.action: self._keymap.get(b.id or "", b.key) for b in self._bindings_with_ids()}
         for action, (title, help_text) in self.PALETTE.items():
-            if self.check_action(action, ()) is not True:
+            if self._allowed(action) is not True:
                 continue
             shown = keys.get(action)
             yield SystemCommand(title, f"{help_text} ({shown})" if shown else help_text, self._palette_action(action))
@@ -486,9 +493,7 @@ class AssistantApp(App[None]):
         if not log.turns:
             await log.clear()  # the chat's hint comes back
         self._set_generating(False)
-        prompt = self.query_one(PromptBar)
-        prompt.text = text + ("\n" + prompt.text if prompt.text else "")
-        prompt.move_cursor(prompt.document.end)
+        self.query_one(PromptBar).give_back(text)
 
     def action_pick_model(self) -> None:
         runtime = self.settings.runtime
@@ -620,14 +625,21 @@ class AssistantApp(App[None]):
 
     # ---------------------------------------------------------------- sending, streaming
 
-    @on(PromptBar.Submitted)
-    async def _send(self, event: PromptBar.Submitted) -> None:
+    def _may_send(self, text: str) -> bool:
+        """Asked by the prompt on Enter: a message can go while a model is loaded or on its way."""
         if self.generating:
-            return
+            return False  # one reply at a time; the text stays in the box
         if self.engine is None and not self._model_coming:
             self.notify("No model loaded.", severity="warning")
+            return False
+        return True
+
+    @on(PromptBar.Submitted)
+    async def _send(self, event: PromptBar.Submitted) -> None:
+        text = event.text  # it left the box on Enter: what was typed after it is the next message
+        if not self._may_send(text):  # something changed since Enter (a second Enter came first)
+            event.prompt.give_back(text)
             return
-        text = event.prompt.take().strip()
         log = self.query_one(ChatLog)
         log.anchor()  # sending always follows the reply, even if the user had scrolled up
         user_turn = await log.add_user(text)
