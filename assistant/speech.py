@@ -121,22 +121,40 @@ def load_audio(audio: str | Path | np.ndarray) -> np.ndarray:
     if isinstance(audio, np.ndarray):
         return _check_array(audio)
     path = Path(audio)
-    if not path.exists():
-        raise AssistantError(f"{path}: no such file")
-    if path.is_dir():
-        raise AssistantError(f"{path}: is a directory, not an audio file")
-    try:
-        size = path.stat().st_size
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise AssistantError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    size = _regular_file_size(path)
     if size == 0:
         raise AssistantError(f"{path}: empty file")
     samples = _decode(path)
     if samples.size == 0:
         raise AssistantError(f"{path}: no audio in it (zero length)")
     return samples
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of ``path``, a readable regular file. Opened without blocking and checked on the open file:
+    a FIFO (or a device such as /dev/zero, a socket) would block the decoder forever or never end."""
+    import os
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise AssistantError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AssistantError(f"{path}: is a directory, not an audio file") from None
+    except OSError as exc:
+        raise AssistantError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise AssistantError(f"{path}: is a directory, not an audio file")
+    if not stat.S_ISREG(info.st_mode):
+        raise AssistantError(
+            f"{path}: not a regular file (a pipe, device or socket)", "save the audio to a file and pass that"
+        )
+    return info.st_size
 
 
 def _decode(path: Path) -> np.ndarray:

@@ -52,9 +52,11 @@ SYSTEM_PYTHON=$(command -v python3)
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/assistant-smoke.XXXXXX")
 TMUX_SESSION="assistant-smoke-$$"
+# A private tmux server (its own socket): the smoke test never sees or touches the user's tmux sessions.
+tmux() { command tmux -L "$TMUX_SESSION" -f /dev/null "$@"; }
 SERVER_PID=""
 cleanup() {
-    tmux kill-session -t "$TMUX_SESSION" 2>/dev/null || true
+    tmux kill-server 2>/dev/null || true
     if [[ -n $SERVER_PID ]]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [[ ${ASSISTANT_SMOKE_KEEP:-0} == 1 ]]; then
         echo "smoke: kept $WORK" >&2
@@ -350,7 +352,7 @@ wait_pane() {
     echo 'sleep 600'
 } >"$WORK/tui.sh"
 tmux new-session -d -s "$TMUX_SESSION" -x 120 -y 36 "bash $WORK/tui.sh"
-if wait_pane 'Quit' 90; then # the footer: the first frame is on screen
+if wait_pane 'Quit' "$TIMEOUT"; then # the footer: the first frame is on screen
     pass tui-starts
     # Every process of the app (one-file: the bootloader and its child) for the libpython check.
     pids=$(tmux list-panes -t "$TMUX_SESSION" -F '#{pane_pid}')
@@ -362,19 +364,23 @@ if wait_pane 'Quit' 90; then # the footer: the first frame is on screen
     done
     # shellcheck disable=SC2086
     maps_check runtime-libpython-from-bundle $all_pids
-    # The prompt's placeholder says "Loading MODEL…" until the model is loaded, then "Message (Enter...".
-    if ! wait_pane 'Message \(Enter' 120; then
+    # The prompt's placeholder reads "Message (Enter..." from the first frame, before the model has loaded:
+    # a message sent then waits for the model (keys typed while the app starts are kept, in order). So the
+    # message goes at once, as a user's would, and the check waits for the reply.
+    if ! wait_pane 'Message \(Enter' "$TIMEOUT"; then
         pane >"$WORK/logs/tui-load.txt"
-        fail tui-answers "the model did not load within 120 s" "$WORK/logs/tui-load.txt"
+        fail tui-answers "no prompt within $TIMEOUT s" "$WORK/logs/tui-load.txt"
     else
         tmux send-keys -t "$TMUX_SESSION" -l "What is the capital of France?"
         tmux send-keys -t "$TMUX_SESSION" Enter
-        # Done when the status bar shows the reply's speed and no longer says generating.
-        deadline=$((SECONDS + 120))
+        # Done when the message is in the chat (the box is empty again: its placeholder is back) and the
+        # status bar shows the reply's speed and no longer says generating.
+        deadline=$((SECONDS + TIMEOUT))
         answered=0
         while ((SECONDS < deadline)); do
             screen=$(pane)
-            if grep -q 'tok/s' <<<"$screen" && ! grep -q 'generating' <<<"$screen"; then
+            if grep -q 'What is the capital of France?' <<<"$screen" && grep -q 'Message (Enter' <<<"$screen" &&
+                grep -q 'tok/s' <<<"$screen" && ! grep -q 'generating' <<<"$screen"; then
                 answered=1
                 break
             fi
@@ -385,21 +391,21 @@ if wait_pane 'Quit' 90; then # the footer: the first frame is on screen
         if ((answered)); then
             pass tui-answers
         else
-            fail tui-answers "no finished reply within 120 s" "$WORK/logs/tui-after.txt"
+            fail tui-answers "no finished reply within $TIMEOUT s" "$WORK/logs/tui-after.txt"
         fi
     fi
     tmux send-keys -t "$TMUX_SESSION" C-q
-    if wait_pane 'EXITED 0' 20; then
+    if wait_pane 'EXITED 0' "$TIMEOUT"; then
         pass tui-quits
         # The TUI's chat was saved, with the reply (chat 1 is chat-prompt's).
         check tui-chat-saved '"role": "assistant"' chats show 2 --json
     else
         pane >"$WORK/logs/tui-quit.txt"
-        fail tui-quits "Ctrl+Q did not exit 0" "$WORK/logs/tui-quit.txt"
+        fail tui-quits "Ctrl+Q did not exit 0 within $TIMEOUT s" "$WORK/logs/tui-quit.txt"
     fi
 else
     pane >"$WORK/logs/tui-start.txt"
-    fail tui-starts "no first screen within 90 s" "$WORK/logs/tui-start.txt"
+    fail tui-starts "no first screen within $TIMEOUT s" "$WORK/logs/tui-start.txt"
 fi
 
 echo

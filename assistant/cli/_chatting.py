@@ -5,12 +5,51 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from ..errors import AssistantError
 
 if TYPE_CHECKING:
     from ..history import Chat
     from ..session import ChatSession, Turn
+
+
+def checked_text(text: str, what: str) -> str:
+    """``text`` if it can be stored and shown: valid Unicode. A command-line argument that is not UTF-8
+    arrives with lone surrogates (Python's surrogateescape); it is refused before anything is stored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AssistantError(
+            f"{what} is not valid UTF-8 text (bad character at position {exc.start}); nothing was sent",
+            "convert it to UTF-8 first, e.g. with iconv",
+        ) from None
+    return text
+
+
+def read_stdin() -> str | None:
+    """The prompt piped on stdin, or None when stdin is a terminal (the caller holds a conversation).
+
+    Read as bytes and decoded strictly: text that is not UTF-8 is refused, never half-stored. A closed
+    stdin (``<&-``: Python sets ``sys.stdin`` to None) is one clear error."""
+    stdin = sys.stdin
+    if stdin is None:
+        raise AssistantError("no prompt: stdin is closed", "pass --prompt TEXT or pipe some text in")
+    if stdin.isatty():
+        return None
+    raw = getattr(stdin, "buffer", None)
+    if raw is None:  # replaced by a text-only stream (an embedding, a test runner)
+        return checked_text(stdin.read(), "stdin")
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise AssistantError(
+            f"stdin is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); nothing was sent",
+            "convert it to UTF-8 first, e.g. iconv -f latin1 -t utf-8",
+        ) from None
 
 
 def open_session(n_ctx: int | None) -> ChatSession:

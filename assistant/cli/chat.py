@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..untrusted import clean, plain
-from ._chatting import ctrl_c_cancels, open_chat, open_session
+from ._chatting import checked_text, ctrl_c_cancels, open_chat, open_session, read_stdin
 from ._common import emit_json
 from .root import cli
 
@@ -63,10 +63,15 @@ def chat(
     """
     from ..errors import AssistantError
 
-    if prompt is None and not sys.stdin.isatty():
-        prompt = sys.stdin.read()
-        if not prompt.strip():
+    # Everything the user gave is checked before a chat is opened: a refused message leaves nothing stored.
+    if prompt is None:
+        prompt = read_stdin()
+        if prompt is not None and not prompt.strip():
             raise AssistantError("no prompt: stdin was empty", "pass --prompt TEXT or pipe some text in")
+    else:
+        checked_text(prompt, "--prompt")
+    if system_prompt is not None:
+        checked_text(system_prompt, "--system")
     if prompt is not None and not prompt.strip():
         raise AssistantError("empty prompt", "pass some text with --prompt")
     if prompt is None and as_json:
@@ -83,7 +88,7 @@ def chat(
         if prompt is None:
             _repl(session, current)
         else:
-            _one_shot(session, current, prompt, as_json)
+            _one_shot(session, current, prompt, as_json, new_chat=chat_id is None)
     finally:
         session.close()
 
@@ -116,10 +121,16 @@ def _stats_line(turn: Turn) -> str:
     return " · ".join(parts)
 
 
-def _one_shot(session: ChatSession, current: Chat, prompt: str, as_json: bool) -> None:
+def _one_shot(session: ChatSession, current: Chat, prompt: str, as_json: bool, *, new_chat: bool) -> None:
     from ..errors import Cancelled
 
-    turn = session.send(current.id, prompt)
+    try:
+        turn = session.send(current.id, prompt)
+    except BaseException:
+        if new_chat:  # the message was refused: the chat opened for it must not stay behind, empty
+            with contextlib.suppress(Exception):
+                session.history.delete(current.id)
+        raise
     _stream(turn, echo=not as_json)
     s = turn.stats
     if as_json:
@@ -156,12 +167,18 @@ def _repl(session: ChatSession, current: Chat) -> None:
     click.secho(f"chat {current.id} with {clean(current.model_id)}: {REPL_HELP}", err=True, dim=True)
     while True:
         try:
-            line = input(">>> ")
+            line = checked_text(input(">>> "), "that line")
         except EOFError:
             click.echo(err=True)
             return
         except KeyboardInterrupt:
             click.echo(err=True)
+            continue
+        except UnicodeDecodeError:
+            click.echo("error: that line is not UTF-8 text; nothing was sent", err=True)
+            continue
+        except AssistantError as exc:
+            click.echo(f"error: {exc}", err=True)
             continue
         text = line.strip()
         if not text:

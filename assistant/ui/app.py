@@ -33,7 +33,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, g
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
 from .backend import Backend, EngineFactory
-from .chat_log import ChatLog, NoticeView, ReplyTurn, code_blocks
+from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .messages import (
     ChatCreated,
     ChatOpened,
@@ -46,7 +46,7 @@ from .messages import (
 )
 from .prompt_bar import PromptBar
 from .sidebar import ChatList, Sidebar
-from .status_bar import StatusBar
+from .status_bar import State, StatusBar
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
@@ -256,6 +256,11 @@ class AssistantApp(App[None]):
         self.chat: ChatSummary | None = None
         self.chats: list[ChatSummary] = []
         self.generating = False
+        # A model is loading, or about to be (the app is starting): a message sent meanwhile waits for it.
+        self._model_coming = True
+        # That message: shown as sent, its reply starts once the model is loaded (see on_model_loaded).
+        self._waiting: str | None = None
+        self._waiting_turn: UserTurn | None = None
         self._cancel: CancelToken | None = None
         self._reply: ReplyTurn | None = None
         self._reply_chat: ChatSummary | None = None
@@ -302,7 +307,9 @@ class AssistantApp(App[None]):
 
     def on_mount(self) -> None:
         self._apply_keymap()
-        self.query_one(PromptBar).focus()
+        prompt = self.query_one(PromptBar)
+        prompt.gate = self._may_send
+        prompt.focus()
         self._refresh_title()
         self._first_frame_deadline = time.monotonic() + FIRST_FRAME_WAIT
         self.set_timer(FRAME, self._after_first_frame)
@@ -373,10 +380,10 @@ class AssistantApp(App[None]):
             return True
         if action in self.PALETTE and not self.on_main_screen:
             return False
-        return self._action_state(action)
+        return self._allowed(action)
 
-    def _action_state(self, action: str) -> bool | None:
-        """Whether an action can run now (True), is shown disabled (None) or hidden (False), screens aside."""
+    def _allowed(self, action: str) -> bool | None:
+        """Whether an action can run now, on the main screen (see ``check_action``)."""
         if action == "stop":
             voice = self._voice()
             return self.generating or (voice is not None and voice.busy)
@@ -390,11 +397,12 @@ class AssistantApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        if screen is not self.screen_stack[0]:  # asked for the main screen, which the open palette covers
+        # ``screen`` is the one the palette was opened from (the palette itself is on top while it asks).
+        if not self.screen_stack or screen is not self.screen_stack[0]:
             return
         keys = {b.action: self._keymap.get(b.id or "", b.key) for b in self._bindings_with_ids()}
         for action, (title, help_text) in self.PALETTE.items():
-            if self._action_state(action) is not True:
+            if self._allowed(action) is not True:
                 continue
             shown = keys.get(action)
             yield SystemCommand(title, f"{help_text} ({shown})" if shown else help_text, self._palette_action(action))
@@ -428,6 +436,7 @@ class AssistantApp(App[None]):
         models = self.backend.installed_llms()
         self.post_message(ChatsListed(self.backend.list_chats()))
         if not models:
+            self.call_from_thread(self.call_later, self._no_model_coming)
             starters = self.backend.starters()
             self.call_from_thread(self._show_first_run, starters)
             return
@@ -447,6 +456,7 @@ class AssistantApp(App[None]):
     def load_model(self, model_id: str) -> None:
         self.engine = None
         self.model_id = model_id
+        self._model_coming = True
         status = self.query_one(StatusBar)
         status.model_id = model_id
         status.state = "loading"
@@ -477,8 +487,34 @@ class AssistantApp(App[None]):
         status.context_total = message.context_size
         self.query_one(PromptBar).placeholder = PromptBar.DEFAULT_PLACEHOLDER
         self.refresh_bindings()
-        if self.chat is not None:
+        if self._waiting is not None and self._cancel is not None:  # sent while the model was loading: go
+            text, self._waiting, self._waiting_turn = self._waiting, None, None
+            status.state = "generating"
+            self._generate(self.engine, self._reply_chat, text, self._cancel)
+        elif self.chat is not None:
             self._count_context(self.chat.id)
+
+    async def _no_model_coming(self) -> None:
+        """No model will load (none installed, or the load failed): a message waiting for one goes back
+        into the box."""
+        self._model_coming = False
+        await self._take_back_waiting()
+
+    async def _take_back_waiting(self) -> None:
+        """Put a message that waits for the model back into the box, where the user typed it (it was never
+        stored), before anything typed since."""
+        text, self._waiting = self._waiting, None
+        if text is None:
+            return
+        for widget in (self._waiting_turn, self._reply):  # the message and its empty reply leave the chat
+            if widget is not None:
+                await widget.remove()
+        self._waiting_turn = self._reply = None
+        log = self.query_one(ChatLog)
+        if not log.turns:
+            await log.clear()  # the chat's hint comes back
+        self._set_generating(False)
+        self.query_one(PromptBar).give_back(text)
 
     def action_pick_model(self) -> None:
         runtime = self.settings.runtime
@@ -610,18 +646,24 @@ class AssistantApp(App[None]):
 
     # ---------------------------------------------------------------- sending, streaming
 
+    def _may_send(self, text: str) -> bool:
+        """Asked by the prompt on Enter: a message can go while a model is loaded or on its way."""
+        if self.generating:
+            return False  # one reply at a time; the text stays in the box
+        if self.engine is None and not self._model_coming:
+            self.notify("No model loaded.", severity="warning")
+            return False
+        return True
+
     @on(PromptBar.Submitted)
     async def _send(self, event: PromptBar.Submitted) -> None:
-        if self.engine is None:
-            state = self.query_one(StatusBar).state
-            self.notify("The model is still loading." if state == "loading" else "No model loaded.", severity="warning")
+        text = event.text  # it left the box on Enter: what was typed after it is the next message
+        if not self._may_send(text):  # something changed since Enter (a second Enter came first)
+            event.prompt.give_back(text)
             return
-        if self.generating:
-            return
-        text = event.prompt.take().strip()
         log = self.query_one(ChatLog)
         log.anchor()  # sending always follows the reply, even if the user had scrolled up
-        await log.add_user(text)
+        user_turn = await log.add_user(text)
         self._reply = await log.add_reply(streaming=True)
         self._reply_chat = self.chat
         from ..chat import CancelToken
@@ -631,6 +673,10 @@ class AssistantApp(App[None]):
         status = self.query_one(StatusBar)
         status.tokens_per_second = None
         self._stream_cpu = None  # the pace carries over from the last reply; its first update goes at once
+        if self.engine is None:  # the app is starting or the model loading: the reply starts once it is loaded
+            self._waiting, self._waiting_turn = text, user_turn
+            status.state = self._idle_state()
+            return
         self._generate(self.engine, self.chat, text, self._cancel)
 
     def _set_generating(self, value: bool) -> None:
@@ -648,8 +694,13 @@ class AssistantApp(App[None]):
         self.generating = value
         # The prompt's blinking cursor repaints twice a second: CPU the model would use (see STREAM_CPU_SHARE_BUSY)
         self.query_one(PromptBar).cursor_blink = not value
-        self.query_one(StatusBar).state = "generating" if value else ("ready" if self.engine else "no model")
+        self.query_one(StatusBar).state = "generating" if value else self._idle_state()
         self.refresh_bindings()
+
+    def _idle_state(self) -> State:
+        if self.engine is not None:
+            return "ready"
+        return "loading" if self._model_coming and self.model_id else "no model"
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate")
     def _generate(self, engine: ChatEngine, chat: ChatSummary | None, text: str, cancel: CancelToken) -> None:
@@ -761,6 +812,9 @@ class AssistantApp(App[None]):
         if voice is not None and voice.busy and not self.generating:
             voice.cancel()  # Esc drops a recording: no text
             return
+        if self._waiting is not None:  # not sent yet: back into the box
+            self.call_later(self._take_back_waiting)
+            return
         if self._cancel is not None and self.generating:
             self._cancel.cancel()
         if self._speaker is not None:
@@ -867,13 +921,19 @@ class AssistantApp(App[None]):
             self.notify(message, title=label, severity="error", timeout=8)
         if worker.group == "generate":
             self.call_later(self._generation_failed)
+        elif worker.group == "startup":
+            self.call_later(self._no_model_coming)
         elif worker.group == "model":
-            self.query_one(StatusBar).state = "error"
-            self.query_one(PromptBar).placeholder = "No model: choose one with the model picker"
+            self.call_later(self._model_failed)
         elif worker.group == "download":
             download_failed = getattr(self.screen, "download_failed", None)  # the first-run screen
             if download_failed is not None:
                 download_failed(message)
+
+    async def _model_failed(self) -> None:
+        await self._no_model_coming()
+        self.query_one(StatusBar).state = "error"
+        self.query_one(PromptBar).placeholder = "No model: choose one with the model picker"
 
     async def _generation_failed(self) -> None:
         if self._reply is not None:
