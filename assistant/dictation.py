@@ -16,6 +16,9 @@ System", 2023, adapted to a forced prefix):
 * The encoder only sees the buffer plus ``AUDIO_CONTEXT`` seconds of padding instead of Whisper's fixed
   30 s window: for a few seconds of speech that is several times faster, and it is what keeps the final
   pass (the latency after you stop) short. A pass that comes out looping is redone with the full window.
+* A tail that repeats, word for word, the words just before it is Whisper looping on the last sentence
+  (greedy, on a buffer that ends in a pause): the repeat is dropped before the agreement sees it, or two
+  passes that loop alike would commit the sentence twice (``drop_repeats``).
 * Passes while recording decode greedily (``pass_beam_size``); the final one uses the configured beam.
 * Silero VAD (bundled with faster-whisper) on the newest audio skips silence and, with
   ``stop_after_silence``, ends the recording when the speaker stops.
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +88,8 @@ AUDIO_CONTEXT = 3.0
 MIN_PAUSE = 0.25
 # Speech runs at 2-4 words a second; more than this per second of audio means Whisper is looping.
 MAX_WORDS_PER_SECOND = 7.0
+# A stretch of this many words or more that repeats the words just before it is Whisper looping.
+MIN_REPEAT = 3
 
 
 def _looks_like_a_loop(segments: list[Segment], seconds: float) -> bool:
@@ -96,6 +101,42 @@ def _looks_like_a_loop(segments: list[Segment], seconds: float) -> bool:
     data = text.encode()
     # faster-whisper's own threshold for repetitive output is a zlib compression ratio of 2.4
     return len(data) > 60 and len(data) / len(zlib.compress(data)) > 2.4
+
+
+def _key(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def drop_repeats(context: list[str], tail: list[str], min_words: int = MIN_REPEAT) -> list[str]:
+    """``tail`` without the stretches that repeat, word for word, the ``min_words`` or more words just before them.
+
+    Whisper, greedy on a buffer that ends in a pause or mid-word, can loop on the last sentence ("... read
+    the first paragraph aloud. Open the file and read the first paragraph aloud."), too briefly for
+    ``_looks_like_a_loop``; two passes that loop alike would commit the repeat. ``context`` is the committed
+    text the tail follows. Words compare by their letters and digits (a loop's last copy may lose its full
+    stop); once a whole copy was dropped, what is left of the tail that starts another copy goes too. (A
+    phrase really said twice in a row, "let it be, let it be", is said once: the price of never doubling
+    a sentence.)
+    """
+    before = [_key(w) for w in context[-len(tail) :]] if tail else []
+    kept: list[str] = []
+    i = 0
+    while i < len(tail):
+        rest = [_key(w) for w in tail[i:]]
+        size = next(
+            (n for n in range(min_words, min(len(before), len(rest)) + 1) if rest[:n] == before[-n:]),
+            0,
+        )
+        if not size:
+            before.append(rest[0])
+            kept.append(tail[i])
+            i += 1
+            continue
+        i += size  # a whole copy of the block that just ended
+        rest = rest[size:]
+        if rest and len(rest) < size and rest == before[-size:][: len(rest)]:
+            break  # the loop's unfinished last copy
+    return kept
 
 
 def common_prefix(a: list[str], b: list[str]) -> int:
@@ -137,6 +178,8 @@ class Dictation:
     (once speech was heard). ``audio_context``: see ``AUDIO_CONTEXT`` (None: Whisper's full window).
     ``pass_beam_size``: beam width of the passes while recording (greedy: they are only hypotheses); the
     final pass uses the transcriber's own (config ``speech.beam_size``). None: the transcriber's for all.
+    ``clock``: seconds, for pacing passes on a live source and for ``Final.latency`` (a source's
+    ``speech_ended_at`` must come from the same clock); tests pass one they advance themselves.
     """
 
     def __init__(
@@ -150,6 +193,7 @@ class Dictation:
         prompt_chars: int = 200,
         audio_context: float | None = AUDIO_CONTEXT,
         pass_beam_size: int | None = 1,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.transcriber = transcriber
         self.step_seconds = step_seconds
@@ -159,6 +203,7 @@ class Dictation:
         self.prompt_chars = prompt_chars
         self.audio_context = audio_context
         self.pass_beam_size = pass_beam_size
+        self.clock = clock
         self.passes = 0  # transcription passes run (for tests and benchmarks)
         self.full_window_retries = 0  # passes redone with the full 30 s window
         self.longest_pass = 0.0  # seconds of audio in the longest pass: the buffer never grows unbounded
@@ -202,7 +247,7 @@ class Dictation:
         self._speech_end = -1  # absolute sample index where the latest speech ended (-1: none yet)
         self._speaking = False
         step_samples = int(self.step_seconds * SAMPLE_RATE)
-        ended_at = time.perf_counter()
+        ended_at = self.clock()
         for block in source:
             if self.cancelled:
                 return
@@ -210,18 +255,18 @@ class Dictation:
             self._audio = np.concatenate([self._audio, block])
             self._total += len(block)
             if self._total - self._stepped_at >= step_samples:
-                started = time.perf_counter()
+                started = self.clock()
                 yield from self._step()
                 if source.live:  # never spend more than ~half the wall time transcribing
                     step_samples = max(
-                        int(self.step_seconds * SAMPLE_RATE), int(2 * (time.perf_counter() - started) * SAMPLE_RATE)
+                        int(self.step_seconds * SAMPLE_RATE), int(2 * (self.clock() - started) * SAMPLE_RATE)
                     )
-            ended_at = time.perf_counter()
+            ended_at = self.clock()
         if self.cancelled:
             return
         speech_ended_at = getattr(source, "speech_ended_at", None) or ended_at
         text = self._finish()
-        yield Final(text=text, audio_seconds=self._total / SAMPLE_RATE, latency=time.perf_counter() - speech_ended_at)
+        yield Final(text=text, audio_seconds=self._total / SAMPLE_RATE, latency=self.clock() - speech_ended_at)
 
     @property
     def committed_text(self) -> str:
@@ -310,8 +355,8 @@ class Dictation:
         timed = [w for s in segments for w in (s.words or [])]
         # The prefix is forced, so the output starts with exactly those words. After it, a "word" with no
         # letter or digit is noise (Whisper likes to append "..." to a prefix that already says it all).
-        tail = words[len(self._inside) :]
-        return [w for w in tail if any(ch.isalnum() for ch in w)], timed
+        tail = [w for w in words[len(self._inside) :] if any(ch.isalnum() for ch in w)]
+        return drop_repeats(self._before + self._inside, tail), timed
 
     def _update_vad(self) -> None:
         from .speech import speech_spans

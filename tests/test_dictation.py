@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import importlib.abc
+import itertools
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from _speech_helpers import WER_THRESHOLD, joined_clips, write_wav
+from _speech_helpers import (
+    WER_THRESHOLD,
+    joined_clips,
+    repeated_ngrams,
+    skip_unless,
+    split_by_reference,
+    write_wav,
+)
 
 from assistant import audio as audio_module
-from assistant.audio import SAMPLE_RATE, MicrophoneSource, WavFileSource, _Resampler, level
+from assistant.audio import SAMPLE_RATE, AudioSource, MicrophoneSource, WavFileSource, _Resampler, level
 from assistant.dictation import (
     Committed,
     Dictation,
@@ -24,6 +33,7 @@ from assistant.dictation import (
     LocalAgreement,
     Partial,
     _looks_like_a_loop,
+    drop_repeats,
 )
 from assistant.errors import AssistantError
 from assistant.speech import Segment, TranscribeOptions, Transcriber, load_audio, reference_clips, word_error_rate
@@ -77,6 +87,40 @@ def test_loop_detector() -> None:
     assert _looks_like_a_loop([Segment(0, 1, " ".join(["w"] * 30))], 1.0)
 
 
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+def test_a_tail_that_repeats_the_words_before_it_loses_the_repeat() -> None:
+    # the hypotheses of two consecutive passes that looped alike (recorded from whisper tiny.en, greedy)
+    committed = words("The weather today is sunny with a light breeze from the west. Open the")
+    looped = "file and read the first paragraph aloud. Open the file and read the first paragraph aloud."
+    assert drop_repeats(committed, words(looped)) == words("file and read the first paragraph aloud.")
+    committed += words("file and read the")
+    looped = "first paragraph aloud. Open the file and read the first paragraph aloud. Open the file and"
+    assert drop_repeats(committed, words(looped)) == words("first paragraph aloud.")
+    # a loop inside the tail, its copies ending with or without the full stop
+    looped = "Open the file and read the first. Open the file and read the first Open the file and read"
+    assert drop_repeats(["west."], words(looped)) == words("Open the file and read the first.")
+    # two words said twice, a phrase said again later, and no tail at all stay as they are
+    assert drop_repeats([], words("very very good, thank you")) == words("very very good, thank you")
+    said = words("Turn off the lights. Then, after dinner, turn off the lights")
+    assert drop_repeats([], said) == said
+    assert drop_repeats(["a", "b"], []) == []
+
+
+def test_two_passes_that_loop_alike_commit_the_sentence_once() -> None:
+    """LocalAgreement commits what two passes agree on: a loop both make would be committed, unless dropped."""
+    committed = words("The weather today is sunny with a light breeze from the west.")
+    policy = LocalAgreement()
+    for looped in (
+        "Open the file and read the first paragraph aloud. Open the file and read the first paragraph aloud.",
+        "Open the file and read the first paragraph aloud. Open the file and read the first paragraph",
+    ):
+        committed += policy.update(drop_repeats(committed, words(looped)))
+    assert " ".join(committed).count("Open the file") == 1, committed
+
+
 # -- real model ----------------------------------------------------------------------------------------------
 
 
@@ -100,17 +144,95 @@ def test_streamed_partials_converge_to_the_whole_file_transcript(transcriber: Tr
     assert word_error_rate(references, finals) <= word_error_rate(references, wholes) + 0.03
 
 
+class _Clock:
+    """A clock that only moves when told: passes and audio take exactly the time the test says."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _ClockedSource(AudioSource):
+    """A live source (like a microphone) that hands over a file's blocks at once, advancing the clock by each."""
+
+    live = True
+
+    def __init__(self, path: Path, clock: _Clock, block_seconds: float) -> None:
+        super().__init__()
+        self.samples = load_audio(path)
+        self.clock = clock
+        self.block_size = int(block_seconds * SAMPLE_RATE)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for begin in range(0, len(self.samples), self.block_size):
+            if self.stopped:
+                return
+            block = self.samples[begin : begin + self.block_size]
+            self.clock.now += len(block) / SAMPLE_RATE
+            yield block
+
+
+class _PacedTranscriber:
+    """The real transcriber; each pass takes the next of ``seconds`` on the clock (a slower, busier machine)."""
+
+    def __init__(self, transcriber: Transcriber, clock: _Clock, seconds: list[float]) -> None:
+        self.transcriber = transcriber
+        self.clock = clock
+        self.seconds = itertools.cycle(seconds)
+
+    def transcribe(self, audio: Any, **options: Any) -> Any:
+        self.clock.now += next(self.seconds)
+        return self.transcriber.transcribe(audio, **options)
+
+
+# (block seconds, step seconds, seconds each pass takes on a live source: None for a file read at once).
+# Each puts the passes, and so the buffer cuts, at other points of the same speech.
+STEP_TIMINGS = {
+    "file-0.1s-blocks-1s-steps": (0.1, 1.0, None),
+    "file-0.25s-blocks-0.75s-steps": (0.25, 0.75, None),
+    "file-0.32s-blocks-1.3s-steps": (0.32, 1.3, None),
+    "live-passes-0.3-0.9s": (0.1, 0.5, [0.3, 0.9, 0.55, 0.7]),
+}
+
+
 @pytest.mark.slow
-def test_long_dictation_cuts_the_buffer_and_stays_accurate(transcriber: Transcriber, tmp_path: Path) -> None:
-    """A minute of speech: passes never re-encode more than ~trim_after + a step, and nothing is lost."""
+@pytest.mark.parametrize("timing", list(STEP_TIMINGS), ids=list(STEP_TIMINGS))
+def test_long_dictation_commits_every_sentence_exactly_once(
+    transcriber: Transcriber, tmp_path: Path, timing: str
+) -> None:
+    """A minute of speech (14 sentences): passes never re-encode more than ~trim_after + a step, and every
+    spoken sentence is committed exactly once: nothing lost, nothing repeated, whatever the step timing."""
+    block, step, pass_seconds = STEP_TIMINGS[timing]
     path, reference = joined_clips(tmp_path / "long.wav")
+    clips = reference_clips()
     seconds = len(load_audio(path)) / SAMPLE_RATE
     assert seconds > 50
-    dictation = Dictation(transcriber, trim_after=8.0, max_buffer=20.0)
-    final = check_committed_never_changes(list(dictation.run(WavFileSource(path))))
-    assert dictation.longest_pass <= 8.0 + 2 * dictation.step_seconds, dictation.longest_pass
-    assert dictation.passes <= seconds / dictation.step_seconds + 5
-    assert word_error_rate([reference], [final.text]) <= WER_THRESHOLD, final.text
+    clock = _Clock()
+    source: AudioSource = WavFileSource(path, block_seconds=block)
+    engine: Any = transcriber
+    longest_step = step
+    if pass_seconds is not None:
+        source = _ClockedSource(path, clock, block)
+        engine = _PacedTranscriber(transcriber, clock, pass_seconds)
+        longest_step = max(step, 2 * max(pass_seconds))  # a live source waits 2x a pass before the next
+    dictation = Dictation(engine, step_seconds=step, trim_after=8.0, max_buffer=20.0, clock=clock)
+    events = list(dictation.run(source))
+    final = check_committed_never_changes(events)
+    text = final.text
+    assert dictation.longest_pass <= 8.0 + 2 * longest_step, dictation.longest_pass
+    assert dictation.passes <= seconds / step + 5
+    # committed exactly once: the Committed events, joined, are the committed text, each word once
+    committed = [e for e in events if isinstance(e, Committed)]
+    assert " ".join(e.text for e in committed) == committed[-1].committed
+    # every sentence once: aligned to the reference, each sentence's share of the text is that sentence
+    pieces = split_by_reference([c.text for c in clips], text)
+    for clip, piece in zip(clips, pieces, strict=True):
+        # measured: at most 3 words of 9 wrong (fox); a lost sentence scores 1.0, a doubled one >= 1.0
+        assert word_error_rate([clip.text], [piece]) <= 0.5, (clip.text, piece, text)
+    assert not repeated_ngrams(reference, text), text
+    assert word_error_rate([reference], [text]) <= WER_THRESHOLD, text
 
 
 @pytest.mark.slow
@@ -125,9 +247,10 @@ def test_stop_from_another_thread_finishes_with_the_text_so_far(transcriber: Tra
     dictation.stop()
     worker.join(60)
     final = check_committed_never_changes(events)
-    assert final.text
+    committed = [e for e in events if isinstance(e, Committed)]
+    assert final.text.startswith(committed[-1].committed)  # the final text keeps every committed word
     assert final.audio_seconds < source.duration - 0.3  # it stopped before the end of the file
-    assert final.latency < 30
+    assert final.latency >= 0  # how long it takes is benchmarks/speech.py's stop latency, not a test limit
 
 
 @pytest.mark.slow
@@ -192,18 +315,18 @@ def test_file_source_yields_the_file_in_blocks() -> None:
     assert source.speech_ended_at is not None
 
 
-def test_paced_file_source_runs_in_real_time_and_stops_at_once() -> None:
+def test_paced_file_source_never_releases_audio_before_it_was_spoken_and_stops_at_once() -> None:
+    """Each block comes no earlier than the time it takes to say it (how close to that: benchmarks/speech.py)."""
     clip = reference_clips()[0]
     source = WavFileSource(clip.path, realtime=True)
-    started = time.perf_counter()
+    started = time.perf_counter()  # before the source's own start: the bound below only gets looser
     received = 0
     for block in source:
         received += len(block)
+        assert time.perf_counter() - started >= received / SAMPLE_RATE - 0.005, received
         if received >= SAMPLE_RATE:  # one second in
             source.stop()
-    elapsed = time.perf_counter() - started
-    assert received < 1.2 * SAMPLE_RATE
-    assert elapsed >= 0.95  # paced: a second of audio takes a second
+    assert received == SAMPLE_RATE  # stopped at once: not one more block after stop()
 
 
 def test_bad_file_source_is_the_usual_one_line_error(tmp_path: Path) -> None:
@@ -257,9 +380,9 @@ def test_no_input_device_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tm
     try:
         devices = audio_module.input_devices()
     except AssistantError:
-        pytest.skip("PortAudio is not installed here")
-    if devices:
-        pytest.skip("this machine has a microphone")
+        skip_unless(False, "PortAudio is not installed here (apt-get install libportaudio2)")
+        return
+    skip_unless(not devices, "this machine has a microphone")
     with pytest.raises(AssistantError) as caught:
         MicrophoneSource()
     assert str(caught.value).startswith("no microphone found (")

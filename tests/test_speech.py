@@ -7,7 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _speech_helpers import WER_THRESHOLD, joined_clips, parse_srt, parse_vtt, write_wav
+from _speech_helpers import (
+    WER_THRESHOLD,
+    joined_clips,
+    parse_srt,
+    parse_vtt,
+    require_tools,
+    skip_unless,
+    write_m4a,
+    write_wav,
+)
 
 from assistant import tts
 from assistant.errors import AssistantError
@@ -195,6 +204,34 @@ def test_other_formats_decode(tmp_path: Path) -> None:
         audio = load_audio(out)
         assert audio.dtype == np.float32
         assert abs(len(audio) - len(reference)) < SAMPLE_RATE // 10
+
+
+@pytest.mark.slow
+def test_mp3_and_m4a_transcribe_as_well_as_wav(transcriber: Transcriber, tmp_path: Path) -> None:
+    """The compressed formats the README names, checked by what they transcribe to: mp3 at 44.1 kHz stereo
+    (sox with libsox-fmt-mp3) and m4a (AAC in MP4, encoded by PyAV, which faster-whisper installs)."""
+    require_tools("sox", install="apt-get install sox libsox-fmt-mp3")
+    clips = reference_clips()
+    references = [c.text for c in clips]
+    wav_wer = word_error_rate(references, [transcriber.transcribe(c.path).text() for c in clips])
+    for suffix in ("mp3", "m4a"):
+        heard = []
+        for clip in clips:
+            out = tmp_path / f"{clip.id}.{suffix}"
+            if suffix == "mp3":
+                made = subprocess.run(
+                    ["sox", str(clip.path), "-r", "44100", "-c", "2", str(out)], capture_output=True, text=True
+                )
+                skip_unless(made.returncode == 0, f"sox cannot write mp3: {made.stderr.strip()} (libsox-fmt-mp3)")
+                head = out.read_bytes()[:3]
+                assert head == b"ID3" or head[:2] in (b"\xff\xfb", b"\xff\xf3"), head  # really MPEG audio
+            else:
+                write_m4a(out, load_audio(clip.path))
+                assert out.read_bytes()[4:8] == b"ftyp"  # really an MP4 container
+            heard.append(transcriber.transcribe(out).text())
+        wer = word_error_rate(references, heard)
+        assert wer <= WER_THRESHOLD, (suffix, wer, heard)
+        assert wer <= wav_wer + 0.03, (suffix, wer, wav_wer)
 
 
 def test_model_not_installed_is_one_line_error() -> None:

@@ -107,6 +107,28 @@ def test_dictate_a_file_through_the_streaming_path(installed_models: dict[str, o
     assert normalize_text(result.stdout) == normalize_text(doc["text"])
 
 
+@pytest.mark.slow
+def test_dictate_send_puts_the_dictation_in_a_chat_and_prints_the_reply(installed_models: dict[str, object]) -> None:
+    """`dictate --send`: the dictated text becomes a new chat's user message and the real chat model
+    (SmolLM2) replies; stdout has the dictation, then the streamed reply."""
+    from assistant import paths
+
+    paths.config_file().parent.mkdir(parents=True, exist_ok=True)
+    paths.config_file().write_text("[chat]\nmax_tokens = 24\ntemperature = 0\n")
+    clip = next(c for c in CLIPS if c.id == "capital")
+    result = run_cli("dictate", "--file", str(clip.path), "--fast", "--send")
+    assert result.returncode == 0, result.stderr
+    chats = json.loads(run_cli("chats", "list", "--json").stdout)
+    assert len(chats) == 1 and chats[0]["messages"] == 2, chats
+    shown = json.loads(run_cli("chats", "show", str(chats[0]["id"]), "--json").stdout)
+    asked, answered = shown["messages"]
+    assert asked["role"] == "user" and _close(clip.text, asked["content"]), asked
+    assert answered["role"] == "assistant" and answered["content"].strip() and not answered["partial"]
+    out = normalize_text(result.stdout)
+    assert out.startswith(normalize_text(asked["content"])), result.stdout  # what was sent is what was dictated
+    assert out.endswith(normalize_text(answered["content"])), result.stdout  # then the reply, streamed
+
+
 def test_dictate_without_a_microphone_is_one_line(tmp_path: Path) -> None:
     from assistant import audio
 

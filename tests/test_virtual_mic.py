@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _speech_helpers import require_tools, skip_unless
 
 from assistant.speech import dictation_clip, word_error_rate
 
@@ -38,9 +38,7 @@ set-default-source virt_speaker.monitor
 @pytest.fixture
 def pulse_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A private PulseAudio server (null sink + its monitor as the default source); the env to reach it."""
-    missing = [tool for tool in NEEDED if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (apt-get install pulseaudio pulseaudio-utils)")
+    require_tools(*NEEDED, install="apt-get install pulseaudio pulseaudio-utils libasound2-plugins")
     runtime, home = tmp_path / "pulse-run", tmp_path / "pulse-home"
     runtime.mkdir(mode=0o700)
     home.mkdir()
@@ -66,7 +64,7 @@ def pulse_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         wait_until(ready, timeout=20)
         if server.poll() is not None:
             reason = (tmp_path / "pulse.log").read_text().strip().splitlines()[-1:] or ["exited"]
-            pytest.skip(f"cannot start a PulseAudio server here: {reason[0]}")
+            skip_unless(False, f"cannot start a PulseAudio server here: {reason[0]}")
         yield env
     finally:
         if server.poll() is None:
