@@ -34,15 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import fit, gguf
+from . import fit, gguf, template
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
 
 if TYPE_CHECKING:
     from .config import Settings
     from .store import Installed
-
-log = logging.getLogger(__name__)
 
 # Same cut-offs llama-cpp-python's create_completion uses by default, so replies (and the benchmark
 # against raw llama-cpp-python) sample from the same distribution.
@@ -58,6 +56,8 @@ MAX_BANNED_RETRIES = 16
 # After trimming, keep this share of the context free so the next few turns can reuse the KV cache
 # instead of re-trimming (which changes the prompt's start and forces a full re-evaluation).
 TRIM_SLACK = 0.25
+# Tokens a template may add around the messages (tags, separators) before a too-long prompt is its fault.
+TEMPLATE_OVERHEAD = 256
 # How long a second caller waits for a reply in progress on the same model before giving up.
 BUSY_TIMEOUT_S = 60.0
 
@@ -224,7 +224,7 @@ class LlamaEngine:
         _quiet_llama_logs()
         try:
             self._llm: Any = llama_thread.call(
-                llama_cpp.Llama,
+                template.load_llama,
                 str(path),
                 n_ctx=n_ctx,
                 n_batch=n_batch,
@@ -255,8 +255,10 @@ class LlamaEngine:
         self.chat_template = self.info.chat_template
         self.completion_mode = self.chat_template is None
         self._template: Any = None
+        self.template_error: str | None = None  # why a template present in the file is not used
         if self.chat_template is not None:
-            self._template = self._compile_template(self.chat_template)
+            self._template, self.template_error = template.compile_chat_template(self.chat_template, self.model_id)
+            self.completion_mode = self._template is None
 
     # -- ChatEngine ---------------------------------------------------------------------------------
     @property
@@ -310,49 +312,21 @@ class LlamaEngine:
             self._lock.release()
 
     # -- prompt -----------------------------------------------------------------------------------
-    def _compile_template(self, source: str) -> Any:
-        from jinja2 import TemplateError
-        from jinja2.ext import loopcontrols
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message: str) -> None:
-            raise AssistantError(f"{self.model_id}: chat template refused the conversation: {message}")
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-        env.globals["raise_exception"] = raise_exception
-        env.globals["strftime_now"] = lambda fmt: time.strftime(fmt)
-        try:
-            return env.from_string(source)
-        except TemplateError as exc:
-            log.warning("%s: unusable chat template (%s); using completion mode", self.model_id, exc)
-            self.completion_mode = True
-            return None
-
-    def render(self, messages: list[Message]) -> str:
-        """The prompt text for ``messages``, ending where the assistant's reply begins."""
+    def render(self, messages: list[Message], cancel: CancelToken | None = None) -> str:
+        """The prompt text for ``messages``, ending where the assistant's reply begins (the model's template
+        runs under a time and size budget in its own thread: ``template.chat_prompt``)."""
         if self.completion_mode or self._template is None:
             return _transcript(messages)
-        from jinja2 import TemplateError
-
-        try:
-            return str(
-                self._template.render(
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
-                    add_generation_prompt=True,
-                    bos_token=self._token_text(self._bos),
-                    eos_token=self._token_text(next(iter(self._end_tokens), -1)),
-                )
-            )
-        except TemplateError as exc:
-            raise AssistantError(f"{self.model_id}: chat template failed: {exc}") from None
+        bos, eos = self._token_text(self._bos), self._token_text(next(iter(self._end_tokens), -1))
+        return template.chat_prompt(self._template, messages, bos, eos, model_id=self.model_id, cancel=cancel)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
         return str(self._llm._model.token_get_text(token))
 
-    def _prompt_tokens(self, messages: list[Message]) -> list[int]:
-        text = self.render(messages).encode("utf-8")
+    def _prompt_tokens(self, messages: list[Message], cancel: CancelToken | None = None) -> list[int]:
+        text = self.render(messages, cancel).encode("utf-8")
         # Chat templates write special tokens as text (<|im_start|>...), so parse them; a plain transcript
         # must not turn a user's "<eos>" into a real end-of-sequence.
         tokens: list[int] = self._llm.tokenize(text, add_bos=True, special=not self.completion_mode)
@@ -360,14 +334,14 @@ class LlamaEngine:
             tokens = tokens[1:]  # the template wrote {{ bos_token }} and llama.cpp added one too
         return tokens
 
-    def plan(self, messages: list[Message], options: ChatOptions) -> Plan:
+    def plan(self, messages: list[Message], options: ChatOptions, cancel: CancelToken | None = None) -> Plan:
         """What ``stream`` would send: the prompt tokens and the messages kept after trimming.
 
         The reply is guaranteed room for ``options.max_tokens`` tokens, or half the context if that is
         less (a max_tokens as large as the context would otherwise leave no room for any history).
         """
         reserve = min(options.max_tokens, self._n_ctx // 2)
-        tokens = self._prompt_tokens(messages)
+        tokens = self._prompt_tokens(messages, cancel)
         budget = self._n_ctx - reserve
         if len(tokens) <= budget:
             return Plan(tokens, list(messages), 0)
@@ -384,12 +358,12 @@ class LlamaEngine:
         if self._anchor is not None and self._anchor in rest:
             i = rest.index(self._anchor)
             if i in starts:
-                candidate = self._prompt_tokens(head + rest[i:])
+                candidate = self._prompt_tokens(head + rest[i:], cancel)
                 if len(candidate) <= budget:
                     return Plan(candidate, head + rest[i:], i)
         fallback: Plan | None = None
         for i in starts:
-            candidate = self._prompt_tokens(head + rest[i:])
+            candidate = self._prompt_tokens(head + rest[i:], cancel)
             if len(candidate) <= slack_budget:
                 self._anchor = rest[i]
                 return Plan(candidate, head + rest[i:], i)
@@ -398,7 +372,14 @@ class LlamaEngine:
         if fallback is not None:
             self._anchor = fallback.messages[len(head)]
             return fallback
-        newest = len(self._prompt_tokens(head + rest[-1:]))
+        newest = len(self._prompt_tokens(head + rest[-1:], cancel))
+        own = sum(len(self._llm.tokenize(m.content.encode(), add_bos=False, special=False)) for m in head + rest[-1:])
+        if own + reserve + TEMPLATE_OVERHEAD <= self._n_ctx:  # the text fits: the template blew it up
+            raise AssistantError(
+                f"{self.model_id}: the model's chat template makes a {newest}-token prompt out of {own} tokens"
+                f" of conversation, more than the context holds ({self._n_ctx})",
+                template.HINT,
+            )
         raise AssistantError(
             f"the message is too long for {self.model_id}'s context: it needs {newest} tokens"
             + (" with the system prompt" if head else "")
@@ -447,14 +428,36 @@ class LlamaEngine:
             n = self._token_to_piece(self._vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         return self._piece_buf.raw[:n]
 
+    def _check_prompt(self, tokens: list[int]) -> None:
+        """Refuse what llama.cpp would abort the whole process on (GGML_ASSERT): no tokens at all (nothing to
+        sample from), a token outside the vocabulary, more tokens than the context holds."""
+        if not tokens:
+            raise AssistantError(
+                f"{self.model_id}: the prompt is 0 tokens (the model's chat template rendered nothing,"
+                " or its vocabulary cannot encode the text)",
+                template.HINT,
+            )
+        if min(tokens) < 0 or max(tokens) >= self._n_vocab:
+            bad = next(t for t in tokens if not 0 <= t < self._n_vocab)
+            raise AssistantError(
+                f"{self.model_id}: the prompt holds token {bad}, outside the model's vocabulary of {self._n_vocab}",
+                "check the file with 'assistant models verify'",
+            )
+        if len(tokens) >= self._n_ctx:
+            raise AssistantError(
+                f"{self.model_id}: the prompt is {len(tokens)} tokens, the context holds {self._n_ctx}", "raise --ctx"
+            )
+
     def _generate(self, messages: list[Message], options: ChatOptions, cancel: CancelToken) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         llm = self._llm
-        plan = self.plan(messages, options)
+        plan = self.plan(messages, options, cancel)
         tokens, dropped = plan.tokens, plan.dropped
+        self._check_prompt(tokens)
         stats = Stats(prompt_tokens=len(tokens), dropped_messages=dropped, completion_mode=self.completion_mode)
         if self.completion_mode:
-            yield Chunk(notice=f"{self.model_id} has no chat template: completion mode")
+            why = f"'s chat template does not compile ({self.template_error})" if self.template_error else ""
+            yield Chunk(notice=f"{self.model_id}{why or ' has no chat template'}: completion mode")
         if dropped:
             yield Chunk(notice=f"history trimmed: {dropped} oldest messages dropped")
 

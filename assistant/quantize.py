@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -65,6 +66,10 @@ _FALLBACK_RE = re.compile(
 )
 _FAILED_RE = re.compile(r"failed to quantize: (.*)")
 _SIZE_RE = re.compile(r"(model|quant) size\s*=\s*([\d.]+) MiB")
+
+# Free space under which a failed quantization is put down to a full disk: llama.cpp reports a failed write
+# only as "basic_ios::clear: iostream error", and a write that ran out of room fills the disk to its last block.
+FULL_DISK_BYTES = 1024 * 1024
 
 Progress = Callable[[str, int, int], None]
 
@@ -272,7 +277,11 @@ def _quantize_one(
             "threads": threads,
             "allow_requantize": requantize,
         }
-        result = run("quantize", spec, progress)
+        try:
+            result = run("quantize", spec, progress)
+        except AssistantError:
+            _raise_if_disk_full(folder, tmp)
+            raise
         out_info = gguf.read(tmp)  # never register a file llama.cpp could not load
         fallbacks = [Fallback(**f) for f in result.get("fallbacks", [])] or _fallbacks_from_types(out_info, tag)
         os.replace(tmp, final)
@@ -323,6 +332,21 @@ def _quantize_one(
                     path.rmdir()
                 except OSError:
                     pass
+
+
+def _raise_if_disk_full(folder: Path, tmp: Path) -> None:
+    """Say "no space left" (with what is free once the partial file is gone) when that is why it failed."""
+    try:
+        if shutil.disk_usage(folder).free >= FULL_DISK_BYTES:
+            return
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    raise AssistantError(
+        f"no space left on device in {folder}: free {free / (1024 * 1024):.0f} MB",
+        "free some space, or pick a smaller type, and try again",
+    ) from None
 
 
 def _fallbacks_from_types(info: gguf.GGUFInfo, tag: str) -> list[Fallback]:

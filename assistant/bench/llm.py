@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from .. import fit, gguf
 from ..errors import AssistantError
 from . import per as per_mod
+from .llama_model import LlamaModel
 from .worker import mean_sd, peak_rss_mb
 
 if TYPE_CHECKING:
@@ -283,112 +284,6 @@ def _row(target: Target, ref: Target, m: dict[str, Any], options: Options) -> di
 # -- child side --------------------------------------------------------------------------------------------
 
 
-class _Llama:
-    """One model and one context over llama.cpp's C API (no ``Llama`` object: we need control of batches,
-    which outputs are requested and the KV cache, and no per-context logits copy)."""
-
-    def __init__(self, path: str, *, n_ctx: int, n_batch: int, threads: int) -> None:
-        import llama_cpp
-
-        self.L = llama_cpp
-        self.path = path
-        self.model = llama_cpp.llama_model_load_from_file(path.encode(), llama_cpp.llama_model_default_params())
-        if not self.model:
-            raise AssistantError(f"llama.cpp could not load {path}", "check it with 'assistant models verify'")
-        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
-        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
-        self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
-        self.ctx: Any = None
-        self.batch: Any = None
-        self.n_batch = n_batch
-        self.new_context(n_ctx=n_ctx, n_batch=n_batch, threads=threads)
-
-    def new_context(self, *, n_ctx: int, n_batch: int, threads: int) -> None:
-        L = self.L
-        self.free_context()
-        params = L.llama_context_default_params()
-        params.n_ctx = n_ctx
-        params.n_batch = n_batch
-        params.n_ubatch = n_batch
-        params.n_threads = threads
-        params.n_threads_batch = threads
-        self.ctx = L.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            raise AssistantError(f"llama.cpp could not create a {n_ctx}-token context for {self.path}")
-        self.memory = L.llama_get_memory(self.ctx)
-        self.n_batch = n_batch
-        self.batch = L.llama_batch_init(n_batch, 0, 1)
-
-    def free_context(self) -> None:
-        if self.batch is not None:
-            self.L.llama_batch_free(self.batch)
-            self.batch = None
-        if self.ctx:
-            self.L.llama_free(self.ctx)
-            self.ctx = None
-
-    def close(self) -> None:
-        self.free_context()
-        if self.model:
-            self.L.llama_model_free(self.model)
-            self.model = None
-
-    def tokenize(self, text: str, add_bos: bool) -> list[int]:
-        L = self.L
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        buf = (L.llama_token * size)()
-        n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, False)
-        if n < 0:
-            size = -n
-            buf = (L.llama_token * size)()
-            n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, False)
-        return list(buf[:n])
-
-    def clear(self) -> None:
-        self.L.llama_memory_clear(self.memory, False)
-
-    def trim(self, keep: int) -> None:
-        """Drop cached positions from ``keep`` on (sequence 0)."""
-        self.L.llama_memory_seq_rm(self.memory, 0, keep, -1)
-
-    def decode_one(self, tokens: Sequence[int]) -> None:
-        """llama-bench style: ``llama_batch_get_one`` (positions follow the cache, only the last logits)."""
-        arr = (self.L.llama_token * len(tokens))(*tokens)
-        rc = self.L.llama_decode(self.ctx, self.L.llama_batch_get_one(arr, len(tokens)))
-        if rc != 0:
-            raise AssistantError(f"llama_decode failed ({rc})")
-
-    def decode(self, tokens: Sequence[int], start: int, all_logits: bool) -> None:
-        """Decode ``tokens`` at positions ``start...``; logits for every position, or only the last."""
-        n = len(tokens)
-        if n > self.n_batch:
-            raise ValueError("batch too large")
-        b = self.batch
-        b.n_tokens = n
-        for i, tok in enumerate(tokens):
-            b.token[i] = tok
-            b.pos[i] = start + i
-            b.n_seq_id[i] = 1
-            b.seq_id[i][0] = 0
-            b.logits[i] = all_logits
-        b.logits[n - 1] = True
-        rc = self.L.llama_decode(self.ctx, b)
-        if rc != 0:
-            raise AssistantError(f"llama_decode failed ({rc})")
-
-    def logits(self, rows: int) -> np.ndarray:
-        """A view of the last decode's output logits (``rows`` x vocabulary), valid until the next decode."""
-        import numpy as np
-
-        ptr = self.L.llama_get_logits(self.ctx)
-        return np.ctypeslib.as_array(ptr, shape=(rows, self.n_vocab))
-
-    def sync(self) -> None:
-        self.L.llama_synchronize(self.ctx)
-
-
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     import numpy as np
 
@@ -396,7 +291,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def _speed(m: _Llama, opts: Options, step: Callable[[str], None]) -> dict[str, Any]:
+def _speed(m: LlamaModel, opts: Options, step: Callable[[str], None]) -> dict[str, Any]:
     rng = random.Random(SEED)
 
     def rand_tokens(n: int) -> list[int]:
@@ -461,7 +356,7 @@ def _speed(m: _Llama, opts: Options, step: Callable[[str], None]) -> dict[str, A
     }
 
 
-def _quality(cand: _Llama, ref: _Llama | None, opts: Options, step: Callable[[str], None]) -> dict[str, Any]:
+def _quality(cand: LlamaModel, ref: LlamaModel | None, opts: Options, step: Callable[[str], None]) -> dict[str, Any]:
     """Perplexity of ``cand`` over the evaluation text and, with a reference, KL divergence and top-1
     agreement against it, position by position."""
     import numpy as np
@@ -511,7 +406,7 @@ def _quality(cand: _Llama, ref: _Llama | None, opts: Options, step: Callable[[st
     return out
 
 
-def _tasks(m: _Llama, step: Callable[[str], None]) -> dict[str, Any]:
+def _tasks(m: LlamaModel, step: Callable[[str], None]) -> dict[str, Any]:
     """Multiple choice by log-likelihood: score = log P(choice tokens | prompt), highest wins."""
     import numpy as np
 
@@ -528,6 +423,8 @@ def _tasks(m: _Llama, step: Callable[[str], None]) -> dict[str, Any]:
         for choice in item["choices"]:
             full = m.tokenize(f"{prompt} {choice}", m.add_bos)
             cont = full[len(prefix) :] if full[: len(prefix)] == prefix else m.tokenize(f" {choice}", False)
+            if not cont:
+                raise AssistantError(f"{Path(m.path).name}: its vocabulary made 0 tokens of the answer {choice!r}")
             score = float(first[cont[0]])
             if len(cont) > 1:
                 m.trim(len(prefix))
@@ -577,7 +474,7 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
         loads = []
         for rep in range(opts.reps):
             t0 = time.perf_counter()
-            cand = _Llama(spec["path"], n_ctx=opts.ctx, n_batch=PP_BATCH, threads=opts.threads)
+            cand = LlamaModel(spec["path"], n_ctx=opts.ctx, n_batch=PP_BATCH, threads=opts.threads)
             loads.append(time.perf_counter() - t0)
             if rep < opts.reps - 1:
                 cand.close()
@@ -593,7 +490,7 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
         cand.new_context(n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
         ref = None
         if spec.get("ref_path"):
-            ref = _Llama(spec["ref_path"], n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
+            ref = LlamaModel(spec["ref_path"], n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
             if ref.n_vocab != cand.n_vocab:
                 raise AssistantError("the reference has a different vocabulary", "compare variants of one model")
         quality = _quality(cand, ref, opts, step)

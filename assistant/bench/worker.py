@@ -10,13 +10,20 @@ The child is the app itself (``python -m assistant _worker NAME SPEC``; the froz
 events on stdout as lines starting with ``EVENT_PREFIX`` (anything else, e.g. stray C prints, is ignored),
 ending with one ``result`` or ``error`` event. The child runs in its own session, so a terminal Ctrl+C
 reaches only the parent, which then kills the child deterministically.
+
+The child also dies with its parent, however the parent goes (``kill -9`` included), removing what it was
+writing (``spec["output"]``): on Linux through ``PR_SET_PDEATHSIG`` (SIGTERM, taken by a thread so it acts
+even while the main thread is inside a C call), everywhere through its stdin, a pipe the parent never writes
+to (end of file = the parent is gone). An orphan used to finish a 271 MB hidden ``.partial`` nobody removed.
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -31,6 +38,9 @@ from ..errors import AssistantError, Cancelled
 EVENT_PREFIX = "@@assistant-worker "
 MiB = 1024 * 1024
 CANCEL_POLL_S = 0.05  # how often a cancellation request is checked while a child works
+PARENT_ENV = "ASSISTANT_WORKER_PARENT"  # the parent's pid: the child watches it (see the module docstring)
+PARENT_GONE_EXIT = 125
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # Worker name -> module with a ``work(spec, emit) -> dict`` function. A fixed list: the child never
 # imports a module named by its caller.
 WORKERS = {
@@ -67,13 +77,13 @@ def run(
     """
     if name not in WORKERS:
         raise ValueError(f"unknown worker {name!r}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     with tempfile.TemporaryFile(mode="w+b") as err:
         proc = subprocess.Popen(
             command(name, spec),
             stdout=subprocess.PIPE,
             stderr=err,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: the child's end-of-file means this process is gone
             env=env,
             start_new_session=True,
         )
@@ -107,6 +117,8 @@ def run(
             raise
         finally:
             finished.set()
+            if proc.stdin is not None:
+                proc.stdin.close()
         err.seek(0)
         log = err.read().decode("utf-8", "replace")
         if (failure is not None or code != 0) and _debug():
@@ -156,6 +168,7 @@ def main(name: str, payload: str) -> int:
         return 2
     try:
         spec = json.loads(payload)
+        _die_with_parent([str(spec["output"])] if spec.get("output") else [])
         module = importlib.import_module(WORKERS[name])
         result = module.work(spec, emit)
     except KeyboardInterrupt:
@@ -171,6 +184,45 @@ def main(name: str, payload: str) -> int:
         return 1
     emit({"event": "result", **result})
     return 0
+
+
+def _die_with_parent(outputs: list[str]) -> None:
+    """Child side: exit, removing ``outputs``, as soon as the parent is gone (see the module docstring)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return  # started by hand, not by ``run``
+
+    def abandon() -> None:
+        for path in outputs:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        os._exit(PARENT_GONE_EXIT)
+
+    if sys.platform.startswith("linux"):
+        # Blocked before any other thread exists (llama.cpp's included), so only the waiting thread takes it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+        def on_sigterm() -> None:
+            signal.sigwait({signal.SIGTERM})
+            abandon()
+
+        threading.Thread(target=on_sigterm, daemon=True).start()
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != int(parent):
+        abandon()  # it died before the watch was set up
+
+    def watch_stdin() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        abandon()
+
+    if sys.stdin is not None:
+        threading.Thread(target=watch_stdin, daemon=True).start()
 
 
 def peak_rss_bytes() -> int:
