@@ -265,6 +265,12 @@ class LlamaEngine:
     def context_size(self) -> int:
         return self._n_ctx
 
+    @property
+    def llama(self) -> Any:
+        """The loaded ``llama_cpp.Llama`` (None once closed), for benchmarks that run raw llama-cpp-python on
+        the same weights; call it through ``llama_thread``, never while a reply streams."""
+        return self._llm
+
     def count_tokens(self, messages: list[Message]) -> int:
         return len(self._prompt_tokens(messages))
 

@@ -1,16 +1,27 @@
-"""Shared bits for the benchmark scripts: where results go, a table printer, the chat benchmarks' options."""
+"""Shared bits for the benchmark scripts: where results go, a table printer, the chat benchmarks' options.
+
+Every results file records where its numbers come from (``provenance``): the git commit (and whether the
+tree had uncommitted changes), the exact command line, the parsed options, and the machine fingerprint
+(``assistant.bench.fingerprint``). ``BENCH_RESULTS=DIR`` writes elsewhere than benchmarks/results (smoke
+runs on a busy machine must not replace the published files); ``benchmarks/run_all.sh`` writes them all.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
+if str(REPO) not in sys.path:  # the scripts run as ``python benchmarks/NAME.py`` from a checkout
+    sys.path.insert(0, str(REPO))
 
 # The chat benchmarks' request: one a small model answers at length, so greedy decoding reaches the
 # token budget without an end token.
@@ -41,10 +52,37 @@ def chat_model(args: argparse.Namespace) -> tuple[Any, int, Any]:
     return settings, threads, item
 
 
-def write_json(name: str, data: Any) -> Path:
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def provenance(options: argparse.Namespace | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Commit, command line, options and machine: enough to tell whether two results files are comparable."""
+    from assistant.bench import fingerprint
+
+    opts = vars(options) if isinstance(options, argparse.Namespace) else dict(options or {})
+    threads = opts.get("threads")
+    machine = fingerprint.collect(threads=threads if isinstance(threads, int) else None)
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "options": opts,
+        "fingerprint": machine,
+        "fingerprint_digest": fingerprint.digest(machine),
+    }
+
+
+def write_json(name: str, data: Any, options: argparse.Namespace | dict[str, Any] | None = None) -> Path:
+    """Write results/NAME.json with its provenance (``options``: the parsed command-line arguments)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(), **data}
+    payload = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S"), **provenance(options), **data}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
     tmp.replace(path)

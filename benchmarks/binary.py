@@ -146,8 +146,8 @@ def main() -> None:
     if isa is not None:
         print(f"isa_check.sh: {'passed' if isa['passed'] else 'FAILED'}")
         print("\n".join(f"  {line}" for line in isa["output"] if line.startswith(("PASS", "FAIL", "llama_cpp/"))))
-    path = write_json("binary", {"runs": args.runs, "tui_runs": args.tui_runs, "apps": rows, "isa_check": isa})
-    print(f"wrote {path.relative_to(REPO)}")
+    path = write_json("binary", {"runs": args.runs, "tui_runs": args.tui_runs, "apps": rows, "isa_check": isa}, args)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
     exe = [shutil.which("assistant") or str(Path(sys.executable).parent / "assistant")]
     rows = [time_command(exe, command, args.runs) for command in COMMANDS]
     print_table(rows, ["command", "best_s", "median_s", "exit"])
-    print("results:", write_json("cli_startup", {"runs": args.runs, "rows": rows}))
+    print("results:", write_json("cli_startup", {"runs": args.runs, "rows": rows}, args))
 
 
 if __name__ == "__main__":

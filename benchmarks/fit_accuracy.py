@@ -84,7 +84,7 @@ def main() -> None:
             "error_vs_filled_pct",
         ],
     )
-    print("results:", write_json("fit_accuracy", {"threads": threads, "rows": rows}))
+    print("results:", write_json("fit_accuracy", {"threads": threads, "rows": rows}, args))
 
 
 if __name__ == "__main__":

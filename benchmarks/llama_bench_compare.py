@@ -158,6 +158,7 @@ def main() -> None:
             "llama_bench": theirs.get("_build"),
             "rows": rows,
         },
+        args,
     )
 
 

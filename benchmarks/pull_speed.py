@@ -108,7 +108,7 @@ def main() -> None:
         base = Path(tmp)
         rows = wheel_pulls(base, args.runs) + hub_pulls(base, args.runs)
     print_table(rows, ["what", "MB", "seconds", "MB/s"])
-    path = write_json("pull_speed", {"runs": args.runs, "results": rows})
+    path = write_json("pull_speed", {"runs": args.runs, "results": rows}, args)
     print(f"wrote {path}")
 
 

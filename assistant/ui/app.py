@@ -41,6 +41,7 @@ from .messages import (
     ChatSummary,
     ModelLoaded,
     ReplyFinished,
+    ReplyPainted,
     ReplyStreamed,
     Settle,
 )
@@ -761,10 +762,14 @@ class AssistantApp(App[None]):
             await self._show_notice(notice)
         if self._reply is not None and message.text:
             await self._reply.append(message.text)
+            self.call_after_refresh(self._painted, message.tokens)
         now = time.monotonic()
         if message.elapsed > 0 and message.tokens > 1 and now - self._speed_shown >= SPEED_INTERVAL:
             self._speed_shown = now
             self.query_one(StatusBar).tokens_per_second = (message.tokens - 1) / message.elapsed
+
+    def _painted(self, tokens: int) -> None:
+        self.post_message(ReplyPainted(tokens, time.perf_counter()))
 
     def _pace_stream(self) -> None:
         """Space the next update by what the UI thread spent since the last one (see STREAM_CPU_SHARE_BUSY)."""

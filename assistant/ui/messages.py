@@ -92,6 +92,19 @@ class ReplyStreamed(Message):
         self.elapsed = elapsed  # seconds since the first chunk
 
 
+class ReplyPainted(Message):
+    """The frame showing a streamed batch has been painted (posted after the screen's next refresh).
+
+    A public hook for measuring what the user sees rather than what the engine produced:
+    ``benchmarks/tui.py`` times streaming speed from these. ``tokens`` is ``ReplyStreamed.tokens`` of the
+    batch now on screen; ``at`` is ``time.perf_counter()`` just after the paint."""
+
+    def __init__(self, tokens: int, at: float) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.at = at
+
+
 class ReplyFinished(Message):
     """Generation ended: completed, cut by the length limit, or cancelled (then the reply is partial)."""
 

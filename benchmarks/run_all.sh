@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerate every file in benchmarks/results (and the README's figures from them), with the published
+# options. Run it on a quiet machine: each results file records the commit, the command line and the
+# machine fingerprint, so numbers from a busy or different machine are recognisable as such.
+#
+#   bash benchmarks/run_all.sh            # everything (the binary benchmark needs packaging/build.sh first)
+#   BENCH_RESULTS=/tmp/x bash benchmarks/run_all.sh   # write elsewhere (smoke runs)
+#
+# Needs the starter models installed in the ASSISTANT_HOME in effect (assistant models pull --starter).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python=${PYTHON:-python}
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+
+run() {
+    echo "+ $python $*" >&2
+    "$python" -u "$@"
+}
+
+run benchmarks/cli_startup.py
+run benchmarks/chat_speed.py --tokens 128 --repeats 5
+run benchmarks/tui.py --tokens 128 --repeats 5 --paint-runs 9
+run benchmarks/speech.py --repeats 5
+run benchmarks/fit_accuracy.py
+run benchmarks/llama_bench_compare.py
+run benchmarks/pull_speed.py
+run benchmarks/quant_ladder.py --reps 3
+if [[ -d packaging/dist ]]; then
+    run benchmarks/binary.py
+else
+    echo "skipping binary.py: no packaging/dist (run packaging/build.sh first); binary.json is left as it was" >&2
+fi
+# The README's figures are written from the results just produced (and checked by tests/test_readme_figures.py).
+if [[ -z "${BENCH_RESULTS:-}" ]]; then
+    run benchmarks/readme_figures.py
+fi
