@@ -214,15 +214,15 @@ def _die_with_parent(outputs: list[str]) -> None:
         abandon()  # it died before the watch was set up
 
     def watch_stdin() -> None:
+        # os.read, not sys.stdin: a daemon thread inside a buffered read makes the interpreter abort at exit
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):
                 pass
-        except (OSError, ValueError):
+        except OSError:
             pass
         abandon()
 
-    if sys.stdin is not None:
-        threading.Thread(target=watch_stdin, daemon=True).start()
+    threading.Thread(target=watch_stdin, daemon=True).start()
 
 
 def peak_rss_bytes() -> int:

@@ -216,3 +216,37 @@ def test_chat_on_a_hostile_template_exits_with_one_line(install, source: str) ->
     assert "GGML" not in result.stdout + result.stderr
     # the user's message is kept; no empty or "interrupted" reply row
     assert [role for role, _ in _stored_messages()] == ["user"]
+
+
+# -- the TUI ------------------------------------------------------------------------------------------------------
+
+
+def _rendering() -> bool:
+    return any(t.name == "chat-template" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("key", ["escape", "ctrl+q"])
+async def test_esc_and_ctrl_q_work_while_a_template_renders(install, key: str) -> None:
+    """Esc used to do nothing and after Ctrl+Q the process never exited (the llama thread was stuck)."""
+    from _ui_helpers import wait_until as ui_wait_until
+
+    from assistant import config
+    from assistant.ui.app import AssistantApp
+    from assistant.ui.prompt_bar import PromptBar
+
+    model = install(HANG)
+    settings = config.Settings.model_validate(
+        {"models": {"chat": model}, "chat": {"max_tokens": 8}, "runtime": {"context_size": 512, "threads": 1}}
+    )
+    app = AssistantApp(settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ui_wait_until(pilot, lambda: app.engine is not None, "the model to load", timeout=120)
+        app.query_one(PromptBar).insert("hi")
+        await pilot.press("enter")
+        await ui_wait_until(pilot, _rendering, "the template to render", timeout=60)
+        await pilot.press(key)
+        if key == "escape":
+            await ui_wait_until(pilot, lambda: not app.generating, "the reply to stop", timeout=60)
+            assert app.is_running
+    assert [role for role, _ in _stored_messages()] == ["user"]
