@@ -979,6 +979,8 @@ def run() -> None:
     app.run()
     if app.fatal is not None:
         raise app.fatal
+    if app.return_code:  # Textual caught a crash (it printed the error): the exit status must say so too
+        raise SystemExit(app.return_code)
 
 
 def peek_ui_settings() -> tuple[str, dict[str, str]]:
