@@ -16,8 +16,8 @@ range(100000) %}``), allocating gigabytes (``{{ 'x' * 10**10 }}``) or recursing 
 * **recursion**: ``RecursionError`` (a macro calling itself) becomes the same kind of one-line error.
 
 Every failure is an ``AssistantError`` that names the model's chat template as the cause, never the user's
-message. The added cost for an ordinary template is one thread start per render (well under a millisecond;
-``tests/reliability/test_templates.py`` measures it).
+message. The added cost for an ordinary template is one thread start per render: SmolLM2's template,
+4 messages, rendered in 27 us by plain jinja and 232 us here (median, paired, on a loaded 2-core machine).
 """
 
 from __future__ import annotations
