@@ -144,6 +144,17 @@ def _devices(out: Any, data: Data) -> None:
         assert {"index", "name", "channels"} <= set(device), device
 
 
+def _doctor(out: Any, data: Data) -> None:
+    assert out["ok"] is True, out
+    names = {check["name"] for check in out["checks"]}
+    assert "assistant.db" in names, names
+    for check in out["checks"]:
+        assert {"area", "name", "status", "detail", "fix"} <= set(check), check
+        assert check["status"] in {"ok", "warning", "problem", "fixed"}, check
+    models = [c for c in out["checks"] if c["area"] == "models"]
+    assert any(SMOL in c["name"] for c in models), models
+
+
 # Listing command -> its arguments (without --json) and what its JSON must hold.
 LISTING: dict[str, tuple[Callable[[Data], list[str]], Check]] = {
     "models list": (lambda d: [], _models_list),
@@ -157,6 +168,7 @@ LISTING: dict[str, tuple[Callable[[Data], list[str]], Check]] = {
     "bench compare": (lambda d: [str(d.run_id), str(d.run_id)], _bench_compare),
     "config": (lambda d: [], _config),
     "paths": (lambda d: [], _paths),
+    "doctor": (lambda d: [], _doctor),
     # `dictate --list-devices --json` lists the microphones: checked below with its flag
 }
 
