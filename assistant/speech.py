@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import SpeechSettings
 from .errors import AssistantError
@@ -105,6 +105,19 @@ class TranscribeOptions(BaseModel):
     # Seconds of silence the encoder sees after the audio; None = Whisper's full 30 s window. See
     # ``Transcriber.transcribe``: much faster on short audio, for dictation.
     audio_context: float | None = Field(default=None, ge=MIN_AUDIO_CONTEXT, le=30.0)
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        """A code Whisper knows (``en``, ``de``...): an unknown one would be ignored or fail deep in decoding."""
+        if value is None:
+            return None
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        code = value.strip().lower()
+        if code not in _LANGUAGE_CODES:
+            raise ValueError(f"unknown language code {value!r} (use a code like en, de, fr, es, ja)")
+        return code
 
 
 def join_text(pieces: Iterable[str]) -> str:
@@ -191,6 +204,51 @@ def _check_array(audio: np.ndarray) -> np.ndarray:
 # -- the transcriber ---------------------------------------------------------------------------------------
 
 
+_DAMAGED_HINT = "the model folder is damaged: 'assistant models rm' it and pull or import it again"
+# CTranslate2 Whisper vocabularies hold these; without them decoding fails on the first file, deep in generate().
+_REQUIRED_TOKENS = ("<|startoftranscript|>", "<|endoftext|>")
+_MIN_MODEL_BYTES = 1_000_000  # whisper-tiny int8 is ~40 MB; anything under 1 MB is a stub or a cut download
+
+
+def check_model_folder(path: Path, model_id: str | None = None) -> None:
+    """Refuse a CTranslate2 Whisper folder that is incomplete or damaged, before anything native reads it.
+
+    Checks what can be checked cheaply: model.bin present and not a stub, config.json (and tokenizer.json,
+    when there) valid JSON objects, and a vocabulary that holds Whisper's special tokens. A model.bin cut
+    short further in is reported by CTranslate2 itself ("invalid payload size") without aborting.
+    """
+    name = f"model {model_id or path.name}"
+    model_bin = path / "model.bin"
+    if not model_bin.is_file():
+        raise AssistantError(f"{name}: {path} is not a CTranslate2 Whisper folder (no model.bin)", _DAMAGED_HINT)
+    try:
+        if model_bin.stat().st_size < _MIN_MODEL_BYTES:
+            raise AssistantError(f"{name}: {model_bin} is too small to be a model (cut short?)", _DAMAGED_HINT)
+        for json_name in ("config.json", "tokenizer.json", "preprocessor_config.json"):
+            file = path / json_name
+            if json_name != "config.json" and not file.exists():
+                continue
+            try:
+                if not isinstance(json.loads(file.read_bytes()), dict):
+                    raise ValueError("not a JSON object")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise AssistantError(f"{name}: {file} is not valid JSON ({exc})", _DAMAGED_HINT) from None
+        _check_vocabulary(path, name)
+    except OSError as exc:
+        raise AssistantError(f"{name}: cannot read {exc.filename or path}: {exc.strerror or exc}") from None
+
+
+def _check_vocabulary(path: Path, name: str) -> None:
+    for vocab in (path / "vocabulary.json", path / "vocabulary.txt"):
+        if vocab.exists():
+            text = vocab.read_bytes().decode("utf-8", "replace")
+            missing = [token for token in _REQUIRED_TOKENS if token not in text]
+            if missing:
+                raise AssistantError(f"{name}: {vocab} is not a Whisper vocabulary (no {missing[0]})", _DAMAGED_HINT)
+            return
+    # no vocabulary file: CTranslate2 then takes it from model.bin (older conversions)
+
+
 class Transcriber:
     """One loaded Whisper model. ``transcribe`` may be called many times (not from two threads at once)."""
 
@@ -208,18 +266,14 @@ class Transcriber:
         self.compute_type = compute_type
         self.threads = threads
         self.options = options or TranscribeOptions()
-        if not (model_path / "model.bin").is_file():
-            raise AssistantError(
-                f"model {self.model_id}: {model_path} is not a CTranslate2 Whisper folder (no model.bin)",
-                "pull it again with 'assistant models pull'",
-            )
+        check_model_folder(model_path, self.model_id)
         try:
             self._model = _model_class()(
                 str(model_path), device="cpu", compute_type=compute_type, cpu_threads=threads, local_files_only=True
             )
-        except (RuntimeError, ValueError, OSError) as exc:
+        except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError, the tokenizers library a bare Exception
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AssistantError(f"model {self.model_id}: cannot load: {detail}") from None
+            raise AssistantError(f"model {self.model_id}: cannot load: {detail}", _DAMAGED_HINT) from None
 
     @classmethod
     def from_settings(
@@ -264,7 +318,9 @@ class Transcriber:
             options = TranscribeOptions(**values)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise AssistantError(f"speech option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise AssistantError(
+                f"speech option {'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            ) from None
         return cls(
             installed.path,
             compute_type=compute_type or speech.compute_type,
@@ -283,9 +339,16 @@ class Transcriber:
             opts = TranscribeOptions.model_validate({**self.options.model_dump(), **overrides})
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise AssistantError(f"transcribe option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+            raise AssistantError(
+                f"transcribe option {'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            ) from None
         samples = load_audio(audio)
         # English-only models have nothing to detect; asking them to would only cost a pass.
+        if not self.multilingual and opts.language not in (None, "en"):
+            raise AssistantError(
+                f"model {self.model_id} understands English only, not {opts.language!r}",
+                "drop --language, or use a multilingual model such as whisper-base:int8",
+            )
         language = opts.language if self.multilingual else "en"
         encode_frames = None
         duration = len(samples) / SAMPLE_RATE

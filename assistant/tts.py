@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .errors import AssistantError
 
-MISSING_HINT = "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng), or set speech.speak_replies = false"
+INSTALL_HINT = "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng)"
+MISSING_HINT = f"{INSTALL_HINT}, or set speech.speak_replies = false"
 # A sentence ends at . ! ? or a newline, followed by whitespace; "3.5" and "e.g.x" do not end one.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 # Markdown a listener should not hear: emphasis marks, code fences, heading hashes, link targets.

@@ -206,10 +206,27 @@ def _expand_families(ids: tuple[str, ...], store: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+_MAX_RUN_ID = 2**63 - 1  # SQLite's INTEGER; a bigger number is no run (not an OverflowError)
+# "-1" (the run before last...) is a run reference, not an unknown option
+_RUN_ARGS = {"ignore_unknown_options": True}
+
+
+def _resolve(ref: str) -> int:
+    from ..bench import results
+    from ..errors import AssistantError
+
+    text = ref.strip().lstrip("-")
+    if text.isdigit() and int(text) > _MAX_RUN_ID:
+        raise AssistantError(f"no benchmark run {ref.strip()}", "see 'assistant bench history'")
+    if ref.strip() in ("-0", "-") or (ref.strip().startswith("--") and text.isdigit()):
+        raise AssistantError(f"invalid run {ref!r}", "give a run number from 'assistant bench history', or 'last'")
+    return results.resolve(ref)
+
+
 def _runs(refs: tuple[str, ...]) -> list[Any]:
     from ..bench import results
 
-    return _warned([results.get(results.resolve(r)) for r in refs])
+    return _warned([results.get(_resolve(r)) for r in refs])
 
 
 def _warned(runs: list[Any]) -> list[Any]:
@@ -237,7 +254,7 @@ def history_cmd(limit: int, as_json: bool) -> None:
     stdout_console().print(report.history_table(runs))
 
 
-@bench_group.command("compare")
+@bench_group.command("compare", context_settings=_RUN_ARGS)
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def compare_cmd(runs: tuple[str, ...], as_json: bool) -> None:
@@ -262,7 +279,7 @@ def compare_cmd(runs: tuple[str, ...], as_json: bool) -> None:
     stdout_console().print(report.compare_table(loaded))
 
 
-@bench_group.command("export")
+@bench_group.command("export", context_settings=_RUN_ARGS)
 @click.argument("run_ref", metavar="RUN")
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "md"]), default="md", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
@@ -284,7 +301,7 @@ def _write(path: Path, text: str) -> None:
     paths.write_text_atomic(path, text)
 
 
-@bench_group.command("plot")
+@bench_group.command("plot", context_settings=_RUN_ARGS)
 @click.argument("run_ref", metavar="RUN", default="last")
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), help="Also write a PNG (needs matplotlib).")
 @click.option("--svg", type=click.Path(dir_okay=False, path_type=Path), help="Also write an SVG.")
@@ -308,14 +325,14 @@ def plot_cmd(run_ref: str, png: Path | None, svg: Path | None, width: int | None
         stderr_console().print(f"wrote {escape(png)}")
 
 
-@bench_group.command("rm")
+@bench_group.command("rm", context_settings=_RUN_ARGS)
 @click.argument("runs", nargs=-1, required=True)
 def rm_cmd(runs: tuple[str, ...]) -> None:
     """Delete stored runs."""
     from ..bench import results
 
     for ref in runs:
-        run_id = results.resolve(ref)
+        run_id = _resolve(ref)
         results.delete(run_id)
         stderr_console().print(f"deleted run {run_id}")
 

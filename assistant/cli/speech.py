@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ..speech import Transcriber
 
 FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
+# ~1 hour of speech at espeak-ng's 175 words per minute; a WAV of it is ~150 MB.
+MAX_SAY_CHARS = 50_000
 
 
 # -- transcribe ---------------------------------------------------------------------------------------------
@@ -40,7 +42,7 @@ FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
     "--out",
     "-o",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write one FILE-NAME.FORMAT per input into this folder instead of printing.",
 )
 @click.option("--model", "-m", "model_id", metavar="ID", help="Speech model (default: config models.speech).")
@@ -74,6 +76,10 @@ def transcribe(
     documents: list[dict[str, Any]] = []
     used_names: set[str] = set()
     if out_dir is not None:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise AssistantError(
+                f"{out_dir}: not a folder", "give --out a folder; one FILE-NAME.FORMAT is written per input"
+            )
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -495,9 +501,19 @@ def talk(
 def say(text: tuple[str, ...], voice: str | None, speed: int | None, out: Path | None) -> None:
     """Read TEXT aloud with espeak-ng (what 'talk' and speech.speak_replies use)."""
     from ..errors import AssistantError
-    from ..tts import Speaker, synthesize
+    from ..tts import INSTALL_HINT, Speaker, available, synthesize
 
-    words = " ".join(text)
+    if not available():
+        raise AssistantError("cannot read aloud: espeak-ng is not installed", INSTALL_HINT)
+    # terminal control characters (a pasted escape sequence) are not words; espeak-ng would spell some out
+    words = "".join(ch if ch.isprintable() else " " for ch in " ".join(text)).strip()
+    if not words:
+        raise AssistantError("nothing to say: the text is empty", "give the words to read, e.g. assistant say hello")
+    if len(words) > MAX_SAY_CHARS:
+        raise AssistantError(
+            f"text too long to read aloud ({len(words):,} characters; at most {MAX_SAY_CHARS:,})",
+            "split it into parts",
+        )
     if out is not None:
         synthesize(words, out, voice=voice, speed=speed)
         click.echo(clean(f"wrote {out}"))
