@@ -84,12 +84,20 @@ def _run_command(args: list[str]) -> None:
         _say("cancelled")
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as exc:
-        from ..untrusted import clean
-
-        exc.message = clean(exc.message)  # type: ignore[misc]  # it can quote what the user typed (a path, a value)
-        exc.show()
+        _say(f"error: {_click_error(exc)}")  # cleaned there: it can quote what the user typed (a path, a value)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _click_error(exc: Any) -> str:
+    """A click error as our one line: the message, and for a usage error where the command's help is.
+    (Click's own form is three lines: ``Usage:``, ``Try '... --help'``, ``Error: ...``.)"""
+    import click
+
+    message = exc.format_message()
+    if isinstance(exc, click.UsageError) and exc.ctx is not None:
+        return f"{message} (see '{exc.ctx.command_path} --help')"
+    return message

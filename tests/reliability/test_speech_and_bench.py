@@ -278,11 +278,6 @@ def test_bench_reference_that_is_not_installed_is_one_line(installed_models: dic
     assert reference in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="click usage errors print 'Usage: / Try / Error:' (3 lines, rc 2): one-line form belongs in "
-    "assistant/cli/__init__.py (shared), for the lead",
-)
 def test_bench_ctx_zero_is_one_line(installed_models: dict) -> None:
     assert "--ctx" in assert_one_line_error(run_cli("bench", "run", SMOL, "--ctx", "0", "--quick", "--no-save"))
 
@@ -342,3 +337,19 @@ def test_plot_svg_where_it_cannot_be_written_is_one_line(stored_run: int, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "notes.txt"]
     if hostname is not None:
         assert Path("/etc/hostname").read_bytes() == hostname
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["chats", "show", "abc"], "'abc' is not a valid integer"),
+        (["nosuchcommand"], "No such command"),
+        (["models", "list", "--bogus"], "No such option '--bogus'"),
+    ],
+    ids=["not-an-integer", "unknown-command", "unknown-option"],
+)
+def test_usage_errors_are_one_line_pointing_at_help(argv: list[str], needle: str) -> None:
+    result = run_cli(*argv)
+    line = assert_one_line_error(result)
+    assert result.returncode == 2
+    assert needle in line and "--help" in line, line
