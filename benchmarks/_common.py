@@ -60,6 +60,10 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# The code that runs is the checkout's at start: a commit made while a long benchmark runs must not be credited.
+_GIT_AT_START = (_git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no"))
+
+
 def provenance(options: argparse.Namespace | dict[str, Any] | None = None) -> dict[str, Any]:
     """Commit, command line, options and machine: enough to tell whether two results files are comparable."""
     from assistant.bench import fingerprint
@@ -67,9 +71,9 @@ def provenance(options: argparse.Namespace | dict[str, Any] | None = None) -> di
     opts = vars(options) if isinstance(options, argparse.Namespace) else dict(options or {})
     threads = opts.get("threads")
     machine = fingerprint.collect(threads=threads if isinstance(threads, int) else None)
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    commit, status = _GIT_AT_START
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "options": opts,
