@@ -117,18 +117,14 @@ def starter_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return files
 
 
-@pytest.fixture
-def installed_models(starter_files: dict[str, Path], assistant_home: Path) -> dict[str, object]:
-    """Register the session's starter models in this test's home (in place: nothing is copied)."""
+def register_model(model_id: str, path: Path, kind: str = "llm") -> object:
+    """Register ``path`` as installed model ``model_id`` in the current home, in place (nothing copied)."""
     from assistant import gguf
     from assistant.store import Installed, Store, dir_size
 
     store = Store()
-    out: dict[str, object] = {}
-    for model_id, path in starter_files.items():
-        kind = "whisper" if model_id == WHISPER else "llm"
-        info = gguf.read(path).summary() if kind == "llm" else {}
-        out[model_id] = store.add(
+    try:
+        return store.add(
             Installed(
                 id=model_id,
                 kind=kind,
@@ -137,11 +133,20 @@ def installed_models(starter_files: dict[str, Path], assistant_home: Path) -> di
                 size_bytes=dir_size(path),
                 sha256=None,
                 source="test-fixture",
-                info=info,
+                info=gguf.read(path).summary() if kind == "llm" else {},
             )
         )
-    store.conn.close()
-    return out
+    finally:
+        store.conn.close()
+
+
+@pytest.fixture
+def installed_models(starter_files: dict[str, Path], assistant_home: Path) -> dict[str, object]:
+    """Register the session's starter models in this test's home (in place: nothing is copied)."""
+    return {
+        model_id: register_model(model_id, path, "whisper" if model_id == WHISPER else "llm")
+        for model_id, path in starter_files.items()
+    }
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

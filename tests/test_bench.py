@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import SMOL, WHISPER, assert_one_line_error, run_cli
+from conftest import SMOL, WHISPER, assert_one_line_error, register_model, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +42,10 @@ def _home(home: Path) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def bench_home(starter_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home of its own for this module: the SmolLM2 starter plus q8_0 and q2_k made from it."""
-    from assistant import gguf
-    from assistant.store import Installed, Store
 
     home = tmp_path_factory.mktemp("bench-home")
     with _home(home):
-        path = starter_files[SMOL]
-        store = Store()
-        store.add(Installed(id=SMOL, kind="llm", path=path, managed=False, size_bytes=path.stat().st_size,
-                            sha256=None, source="test-fixture", info=gguf.read(path).summary()))  # fmt: skip
-        store.conn.close()
+        register_model(SMOL, starter_files[SMOL])
     result = run_cli("models", "quantize", SMOL, "--to", "q8_0,q2_k", env={"ASSISTANT_HOME": str(home)})
     assert result.returncode == 0, result.stderr
     return home

@@ -17,7 +17,7 @@ import pytest
 from assistant.chat import CancelToken, ChatOptions, Message
 from assistant.errors import AssistantError, Cancelled
 
-from conftest import assert_one_line_error, run_cli, wait_until
+from conftest import assert_one_line_error, register_model, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -171,25 +171,9 @@ def test_ordinary_templates_still_render_the_same(engine_for, starter_files) -> 
 @pytest.fixture
 def install(craft: Callable[..., Path], assistant_home: Path):
     """Register a crafted copy in this test's home as ``crafted:q4_1`` and make it the chat model."""
-    from assistant import gguf
-    from assistant.store import Installed, Store
 
     def _install(chat_template: str) -> str:
-        path = craft(chat_template=chat_template)
-        store = Store()
-        store.add(
-            Installed(
-                id="crafted:q4_1",
-                kind="llm",
-                path=path,
-                managed=False,
-                size_bytes=path.stat().st_size,
-                sha256=None,
-                source="test-fixture",
-                info=gguf.read(path).summary(),
-            )
-        )
-        store.conn.close()
+        register_model("crafted:q4_1", craft(chat_template=chat_template))
         return "crafted:q4_1"
 
     return _install

@@ -16,29 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import REPO, SMOL, run_cli, wait_until
+from conftest import REPO, SMOL, register_model, run_cli, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _register(model_id: str, path: Path) -> None:
-    from assistant import gguf
-    from assistant.store import Installed, Store
-
-    store = Store()
-    store.add(
-        Installed(
-            id=model_id,
-            kind="llm",
-            path=path,
-            managed=False,
-            size_bytes=path.stat().st_size,
-            sha256=None,
-            source="test-fixture",
-            info=gguf.read(path).summary(),
-        )
-    )
-    store.conn.close()
 
 
 @pytest.fixture
@@ -63,7 +43,7 @@ def test_quantize_into_a_full_disk_says_so_and_leaves_nothing(
     home = small_disk / "home"
     home.mkdir()
     monkeypatch.setenv("ASSISTANT_HOME", str(home))
-    _register(SMOL, starter_files[SMOL])
+    register_model(SMOL, starter_files[SMOL])
     before = sorted(p.relative_to(home) for p in home.rglob("*") if p.is_file())
 
     result = run_cli("models", "quantize", SMOL, "--to", "q8_0", "--threads", "1", env={"ASSISTANT_HOME": str(home)})
