@@ -18,9 +18,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from _ui_helpers import ScriptedEngine
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = Path(os.environ.get("ASSISTANT_TEST_WHEEL_CACHE", "~/.cache/assistant-wheels")).expanduser()
@@ -147,6 +150,15 @@ def installed_models(starter_files: dict[str, Path], assistant_home: Path) -> di
         model_id: register_model(model_id, path, "whisper" if model_id == WHISPER else "llm")
         for model_id, path in starter_files.items()
     }
+
+
+@pytest.fixture
+def engine() -> ScriptedEngine:
+    """A scripted chat engine (UI tests) behind a fake installed model in this test's home."""
+    from _ui_helpers import ScriptedEngine, register_fake_model
+
+    register_fake_model()
+    return ScriptedEngine()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:

@@ -67,12 +67,6 @@ def stored_messages() -> list[Any]:
         history.close()
 
 
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    register_fake_model()
-    return ScriptedEngine()
-
-
 async def test_send_streams_markdown_reply_and_stores_both_messages(engine: ScriptedEngine) -> None:
     engine.enqueue("Sure", ", here is code:\n\n", "```python\n", "print('hi')\n", "```\n")
     app = make_app(engine)

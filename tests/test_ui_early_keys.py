@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-from _ui_helpers import ScriptedEngine, register_fake_model, wait_until
+from _ui_helpers import ScriptedEngine, wait_until
 from textual import events
 from textual.command import CommandPalette
 from textual.widgets import OptionList
@@ -58,12 +57,6 @@ def chat_count() -> int:
         return len(history.list_chats())
     finally:
         history.close()
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    register_fake_model()
-    return ScriptedEngine()
 
 
 async def test_enter_pressed_while_starting_sends_once_the_model_loads(engine: ScriptedEngine) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from _ui_helpers import FAKE_MODEL, ScriptedEngine, register_fake_model, wait_until
 from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Label
@@ -44,12 +43,6 @@ def make_chat(title: str, text: str) -> None:
         history.add_message(chat.id, "assistant", text)
     finally:
         history.close()
-
-
-@pytest.fixture
-def engine() -> ScriptedEngine:
-    register_fake_model()
-    return ScriptedEngine()
 
 
 def shown(widget: Any) -> str:
