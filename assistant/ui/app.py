@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, get_current_worker
 
+from .. import errors
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
 from .backend import Backend, EngineFactory
@@ -118,12 +119,7 @@ class DictationPanel(VoicePanel):
 
 def one_line(error: BaseException | None) -> str:
     """What the user sees for a failure: the message itself, one line, no traceback."""
-    if error is None:
-        return "unknown error"
-    if isinstance(error, AssistantError):
-        return str(error)
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return errors.one_line(error, typed=True)
 
 
 def _main_screen_only(handler: Callable[..., Any]) -> Callable[..., Any]:
