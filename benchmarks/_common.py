@@ -61,7 +61,12 @@ def _git(*args: str) -> str | None:
 
 
 # The code that runs is the checkout's at start: a commit made while a long benchmark runs must not be credited.
-_GIT_AT_START = (_git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no"))
+# The results files themselves are left out: run_all.sh rewrites them one after another, and an earlier
+# benchmark's fresh output must not mark the next one's code as modified.
+_GIT_AT_START = (
+    _git("rev-parse", "HEAD"),
+    _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results"),
+)
 
 
 def provenance(options: argparse.Namespace | dict[str, Any] | None = None) -> dict[str, Any]:
