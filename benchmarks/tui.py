@@ -4,7 +4,9 @@
   until the first frame reaches the terminal (the footer's "New chat" appears in the output). Fresh
   ASSISTANT_HOME with the model registered, so it is the chat screen (the model loads in a worker after the
   paint). Bytecode cached, as on a user's machine (see first_paint). Target: the *median* of
-  ``--paint-runs`` < 0.3 s (the best run is shown, not judged).
+  ``--paint-runs`` < 0.3 s (the best run is shown, not judged). Alongside, in alternating runs, the same
+  measurement of a bare Textual app (header, input, footer): the floor this machine sets for any Textual
+  app, and ours minus it, which is the part of the first paint the app itself adds.
 * tg tok/s through the TUI: the app runs headless with a real ``LlamaEngine``; a message is sent with the
   keyboard and the reply streams through the generation worker, ``ChatSession`` (SQLite saves), the
   ``ReplyStreamed`` messages and ``MarkdownStream`` into the chat view. The clock is what the user sees: it
@@ -74,7 +76,23 @@ def register(model_path: Path, model_id: str, home: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(model_path), model_id], env=env, check=True, cwd=REPO)
 
 
-def first_paint(home: Path, pycache: Path, size: tuple[int, int] = (120, 40)) -> float:
+# The floor: the smallest Textual app with the same first-frame marker (a header, an input and a footer
+# whose first key is labelled "New chat"). What it takes is Python, Textual's import and Textual's first
+# frame on this machine; ours minus it is what the app adds, which is the part we can change.
+FLOOR_APP = """
+from textual.app import App
+from textual.widgets import Footer, Header, Input, Static
+class Floor(App):
+    BINDINGS = [("ctrl+n", "new", "New chat"), ("ctrl+q", "quit", "Quit")]
+    def compose(self):
+        yield Header(); yield Static("floor"); yield Input(); yield Footer()
+Floor().run()
+"""
+
+
+def first_paint(
+    home: Path, pycache: Path, size: tuple[int, int] = (120, 40), command: list[str] | None = None
+) -> float:
     """Seconds from process start to the first frame on the terminal.
 
     Python's bytecode cache is on, in ``pycache`` (as for a user: an install compiles it, or the first
@@ -86,7 +104,7 @@ def first_paint(home: Path, pycache: Path, size: tuple[int, int] = (120, 40)) ->
         env.pop(name, None)
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "assistant"], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO
+        command or [sys.executable, "-m", "assistant"], stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO
     )
     os.close(slave)
     seen = b""
@@ -256,14 +274,19 @@ def main() -> None:
         path, model_id = item.path, item.id
 
     # -- first paint (child processes, each with a fresh home) --
-    paints = []
+    # Runs alternate ours / the bare-Textual floor (A B A B), so drift in the machine's speed hits both.
+    paints, floors = [], []
     pycache = Path(tempfile.mkdtemp(prefix="tui-pycache-"))
+    floor_script = pycache / "floor_app.py"
+    floor_script.write_text(FLOOR_APP)
     for run in range(args.paint_runs + 1):
         home = Path(tempfile.mkdtemp(prefix="tui-paint-"))
         register(path, model_id, home)
         paint = first_paint(home, pycache)
+        floor = first_paint(home, pycache, command=[sys.executable, str(floor_script)])
         if run:  # the first run compiles the bytecode cache
             paints.append(paint)
+            floors.append(floor)
 
     # -- generation: the app and the raw baseline share one loaded Llama --
     bench_home = Path(tempfile.mkdtemp(prefix="tui-bench-"))
@@ -303,6 +326,7 @@ def main() -> None:
     ratios = [t / r for t, r in zip(result["tui"], result["raw"], strict=True)]
     paired = statistics.median(ratios)
     paint_median = statistics.median(paints)
+    paint_over_floor = statistics.median(p - f for p, f in zip(paints, floors, strict=True))
     lags_ms = [x * 1000 for x in result["lags"]]
     ui_cpu = statistics.median(result["ui_cpu"])
     lag_max = max(lags_ms, default=0.0)
@@ -314,6 +338,8 @@ def main() -> None:
     rows = [
         {"measure": "first paint, median (s)", "value": paint_median, "target": f"< {PAINT_TARGET}"},
         {"measure": "first paint, best (s)", "value": min(paints), "target": ""},
+        {"measure": "bare Textual app first paint, median (s)", "value": statistics.median(floors), "target": ""},
+        {"measure": "first paint minus bare Textual, median of pairs (s)", "value": paint_over_floor, "target": ""},
         {"measure": "raw llama-cpp-python tg, median (tok/s)", "value": statistics.median(result["raw"]), "target": ""},
         {"measure": "TUI streaming tg, median (tok/s)", "value": statistics.median(result["tui"]), "target": ""},
         {"measure": "TUI / raw, median of run pairs", "value": paired, "target": f">= {RATIO_TARGET}"},
@@ -337,6 +363,8 @@ def main() -> None:
             "method": "A B A B pairs (raw, TUI); verdict on the median of TUI/raw per pair; "
             "TUI timed from the first to the last painted batch (ReplyPainted); first paint: median",
             "first_paint_s": {"runs": paints, "best": min(paints), "median": paint_median},
+            "bare_textual_first_paint_s": {"runs": floors, "median": statistics.median(floors)},
+            "first_paint_over_bare_textual_s": paint_over_floor,
             "tg_tok_s": {
                 "raw_runs": result["raw"],
                 "raw_tokens": result["raw_counts"],
