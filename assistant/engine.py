@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import logging
 import os
-import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -37,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import fit, gguf, template
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
+from .llama import llama_thread, log_to
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -61,109 +59,7 @@ TEMPLATE_OVERHEAD = 256
 # How long a second caller waits for a reply in progress on the same model before giving up.
 BUSY_TIMEOUT_S = 60.0
 
-_log_callback: Any = None  # keeps the ctypes callback alive for the life of the process
-
 T = TypeVar("T")
-
-
-class LlamaThread:
-    """The one thread that calls into llama.cpp in this process.
-
-    llama.cpp is built with OpenMP here, and OpenMP keeps a team of worker threads per *calling* thread. When
-    a second thread calls in (the TUI loads a model in one worker and replies in another; a benchmark runs
-    its baseline on the main thread), two teams spin against each other for the same cores: on 2 cores
-    SmolLM2 drops from ~170 to ~106 tok/s. So every llama.cpp call — load, generate, free — runs here, and
-    replies reach the caller's thread through a queue (a few microseconds a token).
-    """
-
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
-        self._ident: int | None = None
-        self._guard = threading.Lock()
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-                self._ident = self._executor.submit(threading.get_ident).result()
-            return self._executor
-
-    def on_thread(self) -> bool:
-        return self._ident is not None and threading.get_ident() == self._ident
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the llama thread and return its result (or raise its exception)."""
-        if self.on_thread():
-            return fn(*args, **kwargs)
-        return self._pool().submit(fn, *args, **kwargs).result()
-
-    def iterate(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
-        """Run the iterator ``make()`` on the llama thread, yielding its items here as they come.
-
-        If the consumer stops early (closes the generator, or an exception such as KeyboardInterrupt
-        unwinds it), the producer closes its iterator after the current item, so its cleanup runs."""
-        if self.on_thread():
-            yield from make()
-            return
-        items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-        abandoned = threading.Event()
-
-        def produce() -> None:
-            source = make()
-            try:
-                for item in source:
-                    items.put((_ITEM, item))
-                    if abandoned.is_set():
-                        break
-            except BaseException as exc:
-                items.put((_ERROR, exc))
-                return
-            finally:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
-            items.put((_DONE, None))
-
-        self._pool().submit(produce)
-        try:
-            while True:
-                kind, value = items.get()
-                if kind == _ITEM:
-                    yield value
-                elif kind == _ERROR:
-                    raise value
-                else:
-                    return
-        finally:
-            abandoned.set()
-
-
-_ITEM, _ERROR, _DONE = 0, 1, 2
-llama_thread = LlamaThread()
-
-
-def _quiet_llama_logs() -> None:
-    """Route llama.cpp's log through ``logging`` instead of stderr.
-
-    llama-cpp-python maps ggml's log levels with an outdated enum (WARN arrives as ERROR), so even with
-    ``verbose=False`` warnings such as "using full-size SWA cache" would land on the user's terminal.
-    """
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import llama_cpp
-
-    levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-    llama_log = logging.getLogger("assistant.llama_cpp")
-    llama_log.addHandler(logging.NullHandler())  # no handler configured must not mean "print to stderr"
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
-    def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if llama_log.isEnabledFor(levels.get(level, logging.DEBUG)):
-            llama_log.log(levels.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
-
-    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
-    _log_callback = _callback
 
 
 def _mib(n: int) -> str:
@@ -221,7 +117,7 @@ class LlamaEngine:
 
         import llama_cpp
 
-        _quiet_llama_logs()
+        log_to()  # llama.cpp's log goes to logging, not the user's terminal
         try:
             self._llm: Any = llama_thread.call(
                 template.load_llama,
