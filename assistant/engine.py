@@ -13,7 +13,9 @@ sampler itself instead of going through ``Llama.create_completion``/``generate``
   (``create_completion`` re-detokenizes the whole reply on every token).
 
 A model whose GGUF has no ``tokenizer.chat_template`` (a base model) runs in completion mode: the messages
-become a plain ``User:``/``Assistant:`` transcript, and the reply stops at the next speaker tag.
+become a plain ``User:``/``Assistant:`` transcript, and the reply stops at the next speaker tag. Building
+and trimming the prompt is ``assistant.prompt``'s; the one thread every llama.cpp call runs on is
+``assistant.llama``'s.
 
 Every file passes ``gguf.read`` and the memory-fit check before llama.cpp sees it.
 """
@@ -22,21 +24,19 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import logging
 import os
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import fit, gguf, template
+from . import fit, gguf, prompt, template
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
+from .llama import llama_thread, log_to
+from .prompt import Plan
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -46,137 +46,18 @@ if TYPE_CHECKING:
 # against raw llama-cpp-python) sample from the same distribution.
 TOP_K = 40
 MIN_P = 0.05
-# Transcript speaker tags for completion mode; generation stops when the model starts the next turn.
-USER_TAG = "User:"
-ASSISTANT_TAG = "Assistant:"
-COMPLETION_STOPS = ("\nUser:", "\nAssistant:")
 # Until the reply has visible text, end-of-generation is banned; a model that picks another control
 # token or bare whitespace gets that banned too and is resampled, this many times at most.
 MAX_BANNED_RETRIES = 16
-# After trimming, keep this share of the context free so the next few turns can reuse the KV cache
-# instead of re-trimming (which changes the prompt's start and forces a full re-evaluation).
-TRIM_SLACK = 0.25
-# Tokens a template may add around the messages (tags, separators) before a too-long prompt is its fault.
-TEMPLATE_OVERHEAD = 256
 # How long a second caller waits for a reply in progress on the same model before giving up.
 BUSY_TIMEOUT_S = 60.0
 
-_log_callback: Any = None  # keeps the ctypes callback alive for the life of the process
-
 T = TypeVar("T")
-
-
-class LlamaThread:
-    """The one thread that calls into llama.cpp in this process.
-
-    llama.cpp is built with OpenMP here, and OpenMP keeps a team of worker threads per *calling* thread. When
-    a second thread calls in (the TUI loads a model in one worker and replies in another; a benchmark runs
-    its baseline on the main thread), two teams spin against each other for the same cores: on 2 cores
-    SmolLM2 drops from ~170 to ~106 tok/s. So every llama.cpp call — load, generate, free — runs here, and
-    replies reach the caller's thread through a queue (a few microseconds a token).
-    """
-
-    def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
-        self._ident: int | None = None
-        self._guard = threading.Lock()
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._guard:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-                self._ident = self._executor.submit(threading.get_ident).result()
-            return self._executor
-
-    def on_thread(self) -> bool:
-        return self._ident is not None and threading.get_ident() == self._ident
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` on the llama thread and return its result (or raise its exception)."""
-        if self.on_thread():
-            return fn(*args, **kwargs)
-        return self._pool().submit(fn, *args, **kwargs).result()
-
-    def iterate(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
-        """Run the iterator ``make()`` on the llama thread, yielding its items here as they come.
-
-        If the consumer stops early (closes the generator, or an exception such as KeyboardInterrupt
-        unwinds it), the producer closes its iterator after the current item, so its cleanup runs."""
-        if self.on_thread():
-            yield from make()
-            return
-        items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-        abandoned = threading.Event()
-
-        def produce() -> None:
-            source = make()
-            try:
-                for item in source:
-                    items.put((_ITEM, item))
-                    if abandoned.is_set():
-                        break
-            except BaseException as exc:
-                items.put((_ERROR, exc))
-                return
-            finally:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()
-            items.put((_DONE, None))
-
-        self._pool().submit(produce)
-        try:
-            while True:
-                kind, value = items.get()
-                if kind == _ITEM:
-                    yield value
-                elif kind == _ERROR:
-                    raise value
-                else:
-                    return
-        finally:
-            abandoned.set()
-
-
-_ITEM, _ERROR, _DONE = 0, 1, 2
-llama_thread = LlamaThread()
-
-
-def _quiet_llama_logs() -> None:
-    """Route llama.cpp's log through ``logging`` instead of stderr.
-
-    llama-cpp-python maps ggml's log levels with an outdated enum (WARN arrives as ERROR), so even with
-    ``verbose=False`` warnings such as "using full-size SWA cache" would land on the user's terminal.
-    """
-    global _log_callback
-    if _log_callback is not None:
-        return
-    import llama_cpp
-
-    levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-    llama_log = logging.getLogger("assistant.llama_cpp")
-    llama_log.addHandler(logging.NullHandler())  # no handler configured must not mean "print to stderr"
-
-    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
-    def _callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        if llama_log.isEnabledFor(levels.get(level, logging.DEBUG)):
-            llama_log.log(levels.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
-
-    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
-    _log_callback = _callback
+Finish = Literal["stop", "length", "cancelled"]
 
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MiB"
-
-
-@dataclass
-class Plan:
-    """A prompt ready to evaluate: its tokens, the messages it holds, how many old ones were dropped."""
-
-    tokens: list[int]
-    messages: list[Message]
-    dropped: int
 
 
 def check_fit(info: gguf.GGUFInfo, n_ctx: int, n_batch: int, model_id: str) -> fit.Estimate:
@@ -221,7 +102,7 @@ class LlamaEngine:
 
         import llama_cpp
 
-        _quiet_llama_logs()
+        log_to()  # llama.cpp's log goes to logging, not the user's terminal
         try:
             self._llm: Any = llama_thread.call(
                 template.load_llama,
@@ -259,6 +140,11 @@ class LlamaEngine:
         if self.chat_template is not None:
             self._template, self.template_error = template.compile_chat_template(self.chat_template, self.model_id)
             self.completion_mode = self._template is None
+        # the texts a chat template may write as {{ bos_token }} / {{ eos_token }} (a transcript needs neither)
+        self._bos_text = self._eos_text = ""
+        if self._template is not None:
+            self._bos_text = self._token_text(self._bos)
+            self._eos_text = self._token_text(next(iter(self._end_tokens), -1))
 
     # -- ChatEngine ---------------------------------------------------------------------------------
     @property
@@ -267,8 +153,9 @@ class LlamaEngine:
 
     @property
     def llama(self) -> Any:
-        """The loaded ``llama_cpp.Llama`` (None once closed), for benchmarks that run raw llama-cpp-python on
-        the same weights; call it through ``llama_thread``, never while a reply streams."""
+        """The loaded ``llama_cpp.Llama`` (None once closed): the public way to the weights themselves, for
+        benchmarks that run raw llama-cpp-python on them and tests that read llama.cpp's own counters. Call
+        it through ``llama_thread``, never while a reply streams."""
         return self._llm
 
     def count_tokens(self, messages: list[Message]) -> int:
@@ -319,12 +206,10 @@ class LlamaEngine:
 
     # -- prompt -----------------------------------------------------------------------------------
     def render(self, messages: list[Message], cancel: CancelToken | None = None) -> str:
-        """The prompt text for ``messages``, ending where the assistant's reply begins (the model's template
-        runs under a time and size budget in its own thread: ``template.chat_prompt``)."""
-        if self.completion_mode or self._template is None:
-            return _transcript(messages)
-        bos, eos = self._token_text(self._bos), self._token_text(next(iter(self._end_tokens), -1))
-        return template.chat_prompt(self._template, messages, bos, eos, model_id=self.model_id, cancel=cancel)
+        """The prompt text for ``messages``, ending where the assistant's reply begins (``prompt.render``)."""
+        return prompt.render(
+            messages, self._template, self._bos_text, self._eos_text, model_id=self.model_id, cancel=cancel
+        )
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -332,66 +217,22 @@ class LlamaEngine:
         return str(self._llm._model.token_get_text(token))
 
     def _prompt_tokens(self, messages: list[Message], cancel: CancelToken | None = None) -> list[int]:
-        text = self.render(messages, cancel).encode("utf-8")
-        # Chat templates write special tokens as text (<|im_start|>...), so parse them; a plain transcript
-        # must not turn a user's "<eos>" into a real end-of-sequence.
-        tokens: list[int] = self._llm.tokenize(text, add_bos=True, special=not self.completion_mode)
-        if len(tokens) > 1 and tokens[0] == tokens[1] == self._bos:
-            tokens = tokens[1:]  # the template wrote {{ bos_token }} and llama.cpp added one too
-        return tokens
+        return prompt.encode(self.render(messages, cancel), self._llm, self._bos, special=not self.completion_mode)
 
     def plan(self, messages: list[Message], options: ChatOptions, cancel: CancelToken | None = None) -> Plan:
-        """What ``stream`` would send: the prompt tokens and the messages kept after trimming.
-
-        The reply is guaranteed room for ``options.max_tokens`` tokens, or half the context if that is
-        less (a max_tokens as large as the context would otherwise leave no room for any history).
-        """
-        reserve = min(options.max_tokens, self._n_ctx // 2)
-        tokens = self._prompt_tokens(messages, cancel)
-        budget = self._n_ctx - reserve
-        if len(tokens) <= budget:
-            return Plan(tokens, list(messages), 0)
-        # The system prompt and the newest message always stay. Turns are dropped whole (a user message
-        # and the replies after it) so role alternation, which strict templates check, is kept. A trim
-        # leaves some slack and remembers where it cut, so the next turns cut at the same message and
-        # keep reusing the KV cache instead of re-evaluating a prompt whose start moved.
-        head = messages[:1] if messages[0].role == "system" else []
-        rest = messages[len(head) :]
-        starts = [i for i, m in enumerate(rest) if i > 0 and m.role == "user"]
-        if not starts or starts[-1] != len(rest) - 1:
-            starts.append(len(rest) - 1)
-        slack_budget = max(1, budget - int(self._n_ctx * TRIM_SLACK))
-        if self._anchor is not None and self._anchor in rest:
-            i = rest.index(self._anchor)
-            if i in starts:
-                candidate = self._prompt_tokens(head + rest[i:], cancel)
-                if len(candidate) <= budget:
-                    return Plan(candidate, head + rest[i:], i)
-        fallback: Plan | None = None
-        for i in starts:
-            candidate = self._prompt_tokens(head + rest[i:], cancel)
-            if len(candidate) <= slack_budget:
-                self._anchor = rest[i]
-                return Plan(candidate, head + rest[i:], i)
-            if fallback is None and len(candidate) <= budget:
-                fallback = Plan(candidate, head + rest[i:], i)
-        if fallback is not None:
-            self._anchor = fallback.messages[len(head)]
-            return fallback
-        newest = len(self._prompt_tokens(head + rest[-1:], cancel))
-        own = sum(len(self._llm.tokenize(m.content.encode(), add_bos=False, special=False)) for m in head + rest[-1:])
-        if own + reserve + TEMPLATE_OVERHEAD <= self._n_ctx:  # the text fits: the template blew it up
-            raise AssistantError(
-                f"{self.model_id}: the model's chat template makes a {newest}-token prompt out of {own} tokens"
-                f" of conversation, more than the context holds ({self._n_ctx})",
-                template.HINT,
-            )
-        raise AssistantError(
-            f"the message is too long for {self.model_id}'s context: it needs {newest} tokens"
-            + (" with the system prompt" if head else "")
-            + f" plus {reserve} for the reply, the context holds {self._n_ctx}",
-            "shorten it, lower --max-tokens, or raise --ctx",
+        """What ``stream`` would send: the prompt tokens and the messages kept after trimming (``prompt.plan``,
+        which leaves the reply room for ``options.max_tokens``, or half the context if that is less)."""
+        result = prompt.plan(
+            messages,
+            lambda kept: self._prompt_tokens(kept, cancel),
+            self._llm,
+            n_ctx=self._n_ctx,
+            max_tokens=options.max_tokens,
+            anchor=self._anchor,
+            model_id=self.model_id,
         )
+        self._anchor = result.anchor
+        return result
 
     # -- generation -------------------------------------------------------------------------------
     def _reuse_prefix(self, tokens: list[int]) -> int:
@@ -455,88 +296,17 @@ class LlamaEngine:
             )
 
     def _generate(self, messages: list[Message], options: ChatOptions, cancel: CancelToken) -> Iterator[Chunk]:
+        """One reply, on the llama thread: plan the prompt, evaluate what the KV cache lacks, decode."""
         t0 = time.perf_counter()
-        llm = self._llm
         plan = self.plan(messages, options, cancel)
-        tokens, dropped = plan.tokens, plan.dropped
+        tokens = plan.tokens
         self._check_prompt(tokens)
-        stats = Stats(prompt_tokens=len(tokens), dropped_messages=dropped, completion_mode=self.completion_mode)
-        if self.completion_mode:
-            why = f"'s chat template does not compile ({self.template_error})" if self.template_error else ""
-            yield Chunk(notice=f"{self.model_id}{why or ' has no chat template'}: completion mode")
-        if dropped:
-            yield Chunk(notice=f"history trimmed: {dropped} oldest messages dropped")
-
-        stats.cached_tokens = cached = self._reuse_prefix(tokens)
-        for start in range(cached, len(tokens), self.n_batch):
-            if cancel.cancelled:
-                break
-            llm.eval(tokens[start : start + self.n_batch])
+        stats = Stats(prompt_tokens=len(tokens), dropped_messages=plan.dropped, completion_mode=self.completion_mode)
+        yield from self._notices(plan.dropped)
+        stats.cached_tokens = self._evaluate(tokens, cancel)
         t_prompt = time.perf_counter()
-
-        seed = options.seed if options.seed is not None else random.getrandbits(32)
-        sampler = self._sampler(options, seed)
-        banned = set(self._end_tokens)
-        first_sampler: Any = None  # used until the reply has visible text: never an empty reply
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        stops = COMPLETION_STOPS if self.completion_mode else ()
-        vocab, is_eog, is_control, piece = self._vocab, self._is_eog, self._is_control, self._piece
         max_new = min(options.max_tokens, self._n_ctx - len(tokens))
-        visible = False  # leading whitespace is held back: a reply starts with text
-        pending = ""  # text not yielded yet (see below)
-        t_first = 0.0
-        n = 0
-        finish: Literal["stop", "length", "cancelled"] = "length"
-        while n < max_new:
-            if cancel.cancelled:
-                finish = "cancelled"
-                break
-            if visible:
-                token = sampler.sample(llm._ctx, -1)
-            else:
-                if first_sampler is None:
-                    first_sampler = self._sampler(options, seed, banned)
-                token = first_sampler.sample(llm._ctx, -1)
-                retries = 0
-                # an end, a control token or bare whitespace now would make an empty reply: ban, resample
-                while retries < MAX_BANNED_RETRIES and (
-                    is_eog(vocab, token) or is_control(vocab, token) or not piece(token).strip()
-                ):
-                    banned.add(token)
-                    first_sampler = self._sampler(options, seed, banned)
-                    token = first_sampler.sample(llm._ctx, -1)
-                    retries += 1
-            if not t_first:
-                t_first = time.perf_counter()
-            if is_eog(vocab, token) or is_control(vocab, token):
-                finish = "stop"
-                break
-            n += 1
-            text = decoder.decode(piece(token))
-            if not visible:
-                text = text.lstrip()
-                visible = bool(text)
-            # hold back trailing whitespace (a reply never ends with it) and what may start a stop string
-            pending += text
-            if stops:
-                cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
-                if cut >= 0:
-                    pending = pending[:cut]
-                    finish = "stop"
-                    break
-            ready = len(pending) - _stop_prefix_len(pending, stops) if stops else len(pending)
-            ready = len(pending[:ready].rstrip())
-            if ready:
-                yield Chunk(pending[:ready])
-                pending = pending[ready:]
-            if n < max_new:
-                llm.eval((token,))
-        pending += decoder.decode(b"", final=True)
-        if stops:  # cut off by max_tokens while starting the next speaker's tag
-            pending = pending[: len(pending) - _stop_prefix_len(pending, stops)]
-        tail = pending.rstrip()
-        if tail:
-            yield Chunk(tail)
+        n, finish, t_first = yield from self._decode(options, max_new, cancel)
         t_end = time.perf_counter()
         stats.completion_tokens = n
         stats.finish_reason = finish
@@ -546,31 +316,135 @@ class LlamaEngine:
         stats.tokens_per_second = n / gen_s if n and gen_s > 0 else 0.0
         yield Chunk(stats=stats)
 
+    def _notices(self, dropped: int) -> Iterator[Chunk]:
+        """What the user should know before the reply: completion mode (and why), a trimmed history."""
+        if self.completion_mode:
+            why = f"'s chat template does not compile ({self.template_error})" if self.template_error else ""
+            yield Chunk(notice=f"{self.model_id}{why or ' has no chat template'}: completion mode")
+        if dropped:
+            yield Chunk(notice=f"history trimmed: {dropped} oldest messages dropped")
 
-def _stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest end of ``text`` that could be the start of a stop string."""
-    best = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:k]):
-                best = k
+    def _evaluate(self, tokens: list[int], cancel: CancelToken) -> int:
+        """Evaluate the prompt past the reused KV-cache prefix, in batches; return how many were reused."""
+        cached = self._reuse_prefix(tokens)
+        for start in range(cached, len(tokens), self.n_batch):
+            if cancel.cancelled:
                 break
-    return best
+            self._llm.eval(tokens[start : start + self.n_batch])
+        return cached
+
+    def _makes_empty(self, token: int) -> bool:
+        """Would ``token`` as the reply's first leave it empty: an end, a control token, bare whitespace?"""
+        vocab = self._vocab
+        return bool(self._is_eog(vocab, token) or self._is_control(vocab, token) or not self._piece(token).strip())
+
+    def _decode(
+        self, options: ChatOptions, max_new: int, cancel: CancelToken
+    ) -> Generator[Chunk, None, tuple[int, Finish, float]]:
+        """Sample and evaluate up to ``max_new`` tokens, yielding the reply's text as it becomes final.
+
+        Returns how many tokens were generated, why it ended, and when the first token was sampled."""
+        llm = self._llm
+        seed = options.seed if options.seed is not None else random.getrandbits(32)
+        sampler = self._sampler(options, seed)
+        first = _FirstTokenSampler(
+            lambda banned: self._sampler(options, seed, banned), self._end_tokens, self._makes_empty
+        )
+        text = _ReplyText(prompt.COMPLETION_STOPS if self.completion_mode else ())
+        vocab, is_eog, is_control, piece = self._vocab, self._is_eog, self._is_control, self._piece
+        t_first = 0.0
+        n = 0
+        finish: Finish = "length"
+        while n < max_new:
+            if cancel.cancelled:
+                finish = "cancelled"
+                break
+            token = sampler.sample(llm._ctx, -1) if text.visible else first.sample(llm._ctx)
+            if not t_first:
+                t_first = time.perf_counter()
+            if is_eog(vocab, token) or is_control(vocab, token):
+                finish = "stop"
+                break
+            n += 1
+            ready = text.add(piece(token))
+            if ready:
+                yield Chunk(ready)
+            if text.stopped:
+                finish = "stop"
+                break
+            if n < max_new:
+                llm.eval((token,))
+        tail = text.tail()
+        if tail:
+            yield Chunk(tail)
+        return n, finish, t_first
 
 
-def _transcript(messages: list[Message]) -> str:
-    """Completion-mode prompt: the system prompt as a preamble, then a User:/Assistant: transcript."""
-    parts: list[str] = []
-    for m in messages:
-        if m.role == "system":
-            parts.append(m.content.strip() + "\n")
-        else:
-            tag = USER_TAG if m.role == "user" else ASSISTANT_TAG
-            parts.append(f"{tag} {m.content.strip()}")
-    if messages and messages[-1].role == "assistant":
-        return "\n".join(parts)  # continue the assistant's own text
-    parts.append(ASSISTANT_TAG)
-    return "\n".join(parts)
+class _FirstTokenSampler:
+    """Draws tokens until the reply has visible text, so a reply is never empty.
+
+    End-of-generation is banned from the start (``banned``); a token that would still leave the reply
+    empty (``makes_empty``) is banned too and resampled, ``MAX_BANNED_RETRIES`` times at most. The sampler is
+    rebuilt for each ban and kept for the next token (a first piece can be a partial UTF-8 character)."""
+
+    def __init__(self, make: Callable[[set[int]], Any], banned: set[int], makes_empty: Callable[[int], bool]) -> None:
+        self._make = make
+        self._banned = set(banned)
+        self._makes_empty = makes_empty
+        self._sampler: Any = None
+
+    def sample(self, ctx: Any) -> int:
+        if self._sampler is None:
+            self._sampler = self._make(self._banned)
+        token: int = self._sampler.sample(ctx, -1)
+        retries = 0
+        while retries < MAX_BANNED_RETRIES and self._makes_empty(token):
+            self._banned.add(token)
+            self._sampler = self._make(self._banned)
+            token = self._sampler.sample(ctx, -1)
+            retries += 1
+        return token
+
+
+class _ReplyText:
+    """The reply's text as token pieces arrive: what is final so far, and whether a stop string ended it.
+
+    Leading whitespace is dropped (a reply starts with text); trailing whitespace is held back (a reply
+    never ends with it), and so is whatever may be the start of a stop string (completion mode's next
+    speaker tag), until the next piece shows what it is."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.visible = False
+        self.stopped = False
+        self._pending = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def add(self, piece: bytes) -> str:
+        """Take one token's bytes; return the text now final ("" if none)."""
+        text = self._decoder.decode(piece)
+        if not self.visible:
+            text = text.lstrip()
+            self.visible = bool(text)
+        pending = self._pending + text
+        stops = self.stops
+        if stops:
+            cut = min((i for i in (pending.find(s) for s in stops) if i >= 0), default=-1)
+            if cut >= 0:
+                self._pending = pending[:cut]
+                self.stopped = True
+                return ""
+        ready = len(pending) - prompt.stop_prefix_len(pending, stops) if stops else len(pending)
+        ready = len(pending[:ready].rstrip())
+        self._pending = pending[ready:]
+        return pending[:ready]
+
+    def tail(self) -> str:
+        """The rest once decoding ends, without trailing whitespace or a half-written stop string."""
+        pending = self._pending + self._decoder.decode(b"", final=True)
+        if self.stops:  # cut off by max_tokens while starting the next speaker's tag
+            pending = pending[: len(pending) - prompt.stop_prefix_len(pending, self.stops)]
+        return pending.rstrip()
 
 
 def load_engine(

@@ -323,7 +323,20 @@ def read(path: str | os.PathLike[str]) -> GGUFInfo:
 
 
 def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
+    """The header in file order: preamble, metadata, tensor infos, then where the tensor data lies."""
     r = _Reader(buf, path)
+    version, n_tensors, n_kv = _preamble(r, buf, size)
+    metadata = _metadata(r, n_kv)
+    tensors = [_tensor(r) for _ in range(n_tensors)]
+    alignment, data_offset, data_size = _data_layout(r, metadata, tensors, size)
+    info = GGUFInfo(path, version, size, metadata, tensors, data_offset, data_size, alignment)
+    if "general.architecture" not in metadata:
+        raise r.fail("no general.architecture in the metadata")
+    return info
+
+
+def _preamble(r: _Reader, buf: mmap.mmap, size: int) -> tuple[int, int, int]:
+    """Magic, version and the two counts: (version, tensors, metadata keys)."""
     if size < 24:
         raise r.fail(f"only {size} bytes, smaller than a GGUF header")
     magic = bytes(buf[:4])
@@ -341,7 +354,10 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
         raise r.fail(f"implausible counts ({n_tensors} tensors, {n_kv} metadata keys)")
     if n_tensors == 0:
         raise r.fail("no tensors")
+    return version, n_tensors, n_kv
 
+
+def _metadata(r: _Reader, n_kv: int) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = r.string()
@@ -349,25 +365,30 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
         if key in metadata:
             raise r.fail(f"duplicate metadata key {key!r}")
         metadata[key] = r.value(type_id, keep=True)
+    return metadata
 
-    tensors: list[TensorInfo] = []
-    for _ in range(n_tensors):
-        name = r.string()
-        n_dims = r.scalar("<I")
-        if not 1 <= n_dims <= MAX_DIMS:
-            raise r.fail(f"tensor {name!r} has {n_dims} dimensions")
-        shape = tuple(r.scalar("<Q") for _ in range(n_dims))
-        if any(d == 0 or d > 2**40 for d in shape):
-            raise r.fail(f"tensor {name!r} has an implausible shape {shape}")
-        type_id = r.scalar("<I")
-        if type_id not in GGML_TYPES:
-            raise r.fail(f"tensor {name!r} has unknown type {type_id} (a newer llama.cpp format?)")
-        offset = r.scalar("<Q")
-        tensor = TensorInfo(name, shape, type_id, offset)
-        if shape[0] % GGML_TYPES[type_id][1]:
-            raise r.fail(f"tensor {name!r}: row of {shape[0]} is not a whole number of {tensor.type_name} blocks")
-        tensors.append(tensor)
 
+def _tensor(r: _Reader) -> TensorInfo:
+    """One tensor info: name, shape, type and offset, each checked before the next is read."""
+    name = r.string()
+    n_dims = r.scalar("<I")
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise r.fail(f"tensor {name!r} has {n_dims} dimensions")
+    shape = tuple(r.scalar("<Q") for _ in range(n_dims))
+    if any(d == 0 or d > 2**40 for d in shape):
+        raise r.fail(f"tensor {name!r} has an implausible shape {shape}")
+    type_id = r.scalar("<I")
+    if type_id not in GGML_TYPES:
+        raise r.fail(f"tensor {name!r} has unknown type {type_id} (a newer llama.cpp format?)")
+    offset = r.scalar("<Q")
+    tensor = TensorInfo(name, shape, type_id, offset)
+    if shape[0] % GGML_TYPES[type_id][1]:
+        raise r.fail(f"tensor {name!r}: row of {shape[0]} is not a whole number of {tensor.type_name} blocks")
+    return tensor
+
+
+def _data_layout(r: _Reader, metadata: dict[str, Any], tensors: list[TensorInfo], size: int) -> tuple[int, int, int]:
+    """(alignment, data offset, data size), refusing misaligned tensors and data past the end of the file."""
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise r.fail(f"general.alignment {alignment!r} is not a power of two")
@@ -382,16 +403,4 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
         raise r.fail(
             f"truncated: tensor data needs {data_offset + data_size} bytes, file has {size} ({missing} missing)"
         )
-    info = GGUFInfo(path, version, size, metadata, tensors, data_offset, data_size, alignment)
-    if "general.architecture" not in metadata:
-        raise r.fail("no general.architecture in the metadata")
-    return info
-
-
-def is_gguf(path: str | os.PathLike[str]) -> bool:
-    """Cheap sniff: does the file start with the GGUF magic?"""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == MAGIC
-    except OSError:
-        return False
+    return alignment, data_offset, data_size

@@ -6,7 +6,7 @@ then registers it, with provenance (source variant, llama.cpp version, file type
 removes the temp file and registers nothing.
 
 ``llama_model_quantize`` runs in a child process (``bench/worker.py``): it has no abort hook, so killing
-the child is the only way to stop it promptly, and its log (captured with ``llama_log_set``) is parsed for
+the child is the only way to stop it promptly, and its log (captured through ``llama.log_to``) is parsed for
 per-tensor progress and for *fallbacks*: K-quants work on 256-wide blocks, so a tensor whose rows are not a
 multiple of 256 wide (SmolLM2's 576-wide projections, for instance) is stored as another type (Q5_0, Q8_0,
 ...). Those are reported, because they explain why a "Q2_K" file can be barely smaller than its source.
@@ -31,6 +31,7 @@ from typing import Any
 
 from . import gguf
 from .errors import AssistantError
+from .llama import log_to
 from .store import Installed, Store, variant_dir
 
 # Target tag -> llama_ftype constant suffix (llama_cpp.LLAMA_FTYPE_MOSTLY_<X>). The i-quants and Q2_K_S
@@ -401,11 +402,7 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
 
     parser = _LogParser(emit)
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
-    def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-        parser.feed(text.decode("utf-8", "replace") if text else "")
-
-    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    log_to(lambda level, text: parser.feed(text))
     ftype_id = int(getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{spec['ftype']}"))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = ftype_id

@@ -101,7 +101,7 @@ class Turn:
         """Generate the reply, calling ``on_chunk`` with each chunk, on the engine's own thread if it has one.
 
         The same as ``for chunk in turn: on_chunk(chunk)``, minus a thread hand-off per token: llama.cpp
-        runs on one thread (``engine.LlamaThread``), and iterating from another thread wakes both threads
+        runs on one thread (``llama.LlamaThread``), and iterating from another thread wakes both threads
         for every token. When the model's threads take every core (the TUI on a 2-core laptop), that CPU
         comes out of generation. ``on_chunk`` must not block on the calling thread (it is waiting here).
         """

@@ -125,7 +125,7 @@ def main() -> None:
     if engine.completion_mode:
         sys.exit(f"{model_id} has no chat template; benchmark a chat model")
     llm = engine.llama  # the same Llama for the raw baselines: only the code around it differs
-    from assistant.engine import llama_thread
+    from assistant.llama import llama_thread
 
     # The session writes to a throwaway database, never the user's.
     home = tempfile.mkdtemp(prefix="chat-speed-")
@@ -141,7 +141,7 @@ def main() -> None:
     prompt_tokens = llm.tokenize(prompt_text.encode("utf-8"), add_bos=True, special=True)
 
     def run_create_completion() -> tuple[float, float, int]:
-        # on the engine's llama thread, like every llama.cpp call (one OpenMP team; see engine.LlamaThread)
+        # on the engine's llama thread, like every llama.cpp call (one OpenMP team; see llama.LlamaThread)
         return timed_stream(llama_thread.iterate(lambda: raw_pieces(llm, prompt_text, args.tokens)))
 
     def run_generate() -> tuple[float, float, int]:

@@ -298,7 +298,7 @@ def main() -> None:
     if engine.completion_mode:
         sys.exit(f"{model_id} has no chat template; benchmark a chat model")
     llm = engine.llama  # the same Llama for the raw baseline: only the code around it differs
-    from assistant.engine import llama_thread
+    from assistant.llama import llama_thread
 
     prompt_text = engine.render([Message("system", SYSTEM), Message("user", PROMPT)])
     run_settings = config.Settings.model_validate(
@@ -308,7 +308,7 @@ def main() -> None:
         }
     )
     # The baseline calls llama.cpp from the engine's llama thread, as the app does: a second calling thread
-    # would start a second OpenMP team that slows both (see assistant.engine.LlamaThread).
+    # would start a second OpenMP team that slows both (see assistant.llama.LlamaThread).
     result = asyncio.run(
         tui_runs(
             engine,

@@ -229,7 +229,7 @@ import json, logging, sys
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(message)s")
 from assistant.engine import LlamaEngine
 engine = LlamaEngine(sys.argv[1], n_ctx=int(sys.argv[2]), n_batch=int(sys.argv[3]), n_threads=1)
-llm = engine._llm
+llm = engine.llama
 print(json.dumps({"metadata": dict(llm.metadata), "n_params": int(llm._model.n_params())}))
 """
 

@@ -114,7 +114,7 @@ def test_follow_up_only_evaluates_new_tokens(smol: LlamaEngine) -> None:
     reply1, stats1, _ = run(smol, first)
     assert reply1
     second = [*first, Message("assistant", reply1), Message("user", "Name another one.")]
-    ctx = smol._llm.ctx
+    ctx = smol.llama.ctx
     llama_cpp.llama_perf_context_reset(ctx)
     _, stats2, _ = run(smol, second)
     # llama.cpp's own counter of prompt tokens decoded this turn, as an independent witness

@@ -16,7 +16,7 @@ def _llama_threads(engine: Any) -> tuple[int, int]:
     """The thread counts llama.cpp's own context reports (generation, prompt batches)."""
     import llama_cpp
 
-    ctx = engine._llm._ctx.ctx
+    ctx = engine.llama._ctx.ctx
     return int(llama_cpp.llama_n_threads(ctx)), int(llama_cpp.llama_n_threads_batch(ctx))
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from assistant.chat import ChatOptions, Chunk
-from assistant.engine import LlamaEngine, llama_thread
+from assistant.engine import LlamaEngine
+from assistant.llama import llama_thread
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.session import ChatSession

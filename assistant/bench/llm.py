@@ -22,7 +22,6 @@ Each variant is measured in its own child process (``worker.py``), so its peak R
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
 import random
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import fit, gguf
 from ..errors import AssistantError
+from ..llama import log_to
 from . import per as per_mod
 from .llama_model import LlamaModel
 from .worker import mean_sd, peak_rss_mb
@@ -451,12 +451,11 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
 
     errors: list[str] = []
 
-    @llama_cpp.llama_log_callback  # type: ignore[misc]
-    def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    def on_log(level: int, text: str) -> None:
         if level == 3 and text:  # GGML_LOG_LEVEL_ERROR: kept for the error message
-            errors.append(text.decode("utf-8", "replace").strip())
+            errors.append(text.strip())
 
-    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    log_to(on_log)
     llama_cpp.llama_backend_init()
     opts = Options(
         reps=int(spec["reps"]), quick=bool(spec["quick"]), threads=int(spec["threads"]), ctx=int(spec["ctx"])

@@ -85,7 +85,7 @@ def test_a_hostile_template_is_one_line_naming_the_template(engine_for, source: 
     assert words in _blames_template(exc)
     # the llama thread is free again: the same engine still answers a completion-free call at once
     assert engine.context_size == 512
-    from assistant.engine import llama_thread
+    from assistant.llama import llama_thread
 
     assert llama_thread.call(lambda: 42) == 42
 

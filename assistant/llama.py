@@ -1,0 +1,135 @@
+"""What every use of llama.cpp in a process shares: the one thread that calls it, and its one log callback.
+
+The chat engine, the LLM benchmark's child process and the quantizer's child process all go through here,
+so llama.cpp is only ever called from one thread per process and its log goes to one place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+LogSink = Callable[[int, str], None]
+"""Receives each piece of llama.cpp's log: the ggml level and the text as logged (often without a newline)."""
+
+# ggml's log levels as they reach the callback (llama-cpp-python's own mapping is outdated: see log_to).
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+
+
+class LlamaThread:
+    """The one thread that calls into llama.cpp in this process.
+
+    llama.cpp is built with OpenMP here, and OpenMP keeps a team of worker threads per *calling* thread. When
+    a second thread calls in (the TUI loads a model in one worker and replies in another; a benchmark runs
+    its baseline on the main thread), two teams spin against each other for the same cores: on 2 cores
+    SmolLM2 drops from ~170 to ~106 tok/s. So every llama.cpp call — load, generate, free — runs here, and
+    replies reach the caller's thread through a queue (a few microseconds a token).
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._ident: int | None = None
+        self._guard = threading.Lock()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+                self._ident = self._executor.submit(threading.get_ident).result()
+            return self._executor
+
+    def on_thread(self) -> bool:
+        return self._ident is not None and threading.get_ident() == self._ident
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the llama thread and return its result (or raise its exception)."""
+        if self.on_thread():
+            return fn(*args, **kwargs)
+        return self._pool().submit(fn, *args, **kwargs).result()
+
+    def iterate(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """Run the iterator ``make()`` on the llama thread, yielding its items here as they come.
+
+        If the consumer stops early (closes the generator, or an exception such as KeyboardInterrupt
+        unwinds it), the producer closes its iterator after the current item, so its cleanup runs."""
+        if self.on_thread():
+            yield from make()
+            return
+        items: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def produce() -> None:
+            source = make()
+            try:
+                for item in source:
+                    items.put((_ITEM, item))
+                    if abandoned.is_set():
+                        break
+            except BaseException as exc:
+                items.put((_ERROR, exc))
+                return
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
+            items.put((_DONE, None))
+
+        self._pool().submit(produce)
+        try:
+            while True:
+                kind, value = items.get()
+                if kind == _ITEM:
+                    yield value
+                elif kind == _ERROR:
+                    raise value
+                else:
+                    return
+        finally:
+            abandoned.set()
+
+
+_ITEM, _ERROR, _DONE = 0, 1, 2
+llama_thread = LlamaThread()
+
+
+def _to_logging(level: int, text: str) -> None:
+    """The default sink: the ``assistant.llama_cpp`` logger, one record per piece, at ggml's own level."""
+    py_level = _LEVELS.get(level, logging.DEBUG)
+    if _logger.isEnabledFor(py_level):
+        _logger.log(py_level, text.rstrip())
+
+
+_logger = logging.getLogger("assistant.llama_cpp")
+_logger.addHandler(logging.NullHandler())  # no handler configured must not mean "print to stderr"
+_sink: LogSink = _to_logging
+_callback: Any = None  # the installed ctypes callback, kept alive for the life of the process
+
+
+def log_to(sink: LogSink | None = None) -> None:
+    """Route llama.cpp's log to ``sink`` (given), or else wherever it already goes (at first: ``logging``).
+
+    Installs the process's one llama.cpp log callback the first time. Without it llama.cpp writes to stderr,
+    and llama-cpp-python's own callback maps ggml's log levels with an outdated enum (WARN arrives as
+    ERROR), so even with ``verbose=False`` warnings such as "using full-size SWA cache" would land on the
+    user's terminal. A child process that parses the log (quantize, the LLM benchmark) passes its own sink.
+    """
+    global _sink, _callback
+    if sink is not None:
+        _sink = sink
+    if _callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
+    def callback(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:
+        _sink(level, text.decode("utf-8", "replace") if text else "")
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _callback = callback
