@@ -233,7 +233,6 @@ class MicrophoneSource(AudioSource):
         self.device = parse_device(device)
         self.block_seconds = block_seconds
         self.max_seconds = max_seconds
-        self.overflows = 0
         sd = _sounddevice()
         try:
             info = sd.query_devices(self.device, kind="input")
@@ -254,8 +253,6 @@ class MicrophoneSource(AudioSource):
         sd = _sounddevice()
 
         def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-            if status.input_overflow:
-                self.overflows += 1
             self._queue.put(indata[:, 0].copy())
 
         last_error: Exception | None = None

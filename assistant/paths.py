@@ -93,11 +93,6 @@ def wheel_cache_dir() -> Path:
     return Path(value).expanduser() if value else cache_dir() / "wheels"
 
 
-def bench_dir() -> Path:
-    """Exported benchmark reports and plots."""
-    return data_dir() / "bench"
-
-
 def log_file() -> Path:
     return cache_dir() / "assistant.log"
 
