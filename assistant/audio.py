@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .errors import AssistantError
+from .errors import AssistantError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -233,14 +233,13 @@ class MicrophoneSource(AudioSource):
         self.device = parse_device(device)
         self.block_seconds = block_seconds
         self.max_seconds = max_seconds
-        self.overflows = 0
         sd = _sounddevice()
         try:
             info = sd.query_devices(self.device, kind="input")
         except (ValueError, sd.PortAudioError) as exc:
             if self.device is None:
                 raise AssistantError("no microphone found", NO_MIC_HINT) from None
-            detail = str(exc).splitlines()[0] if str(exc) else "no such input device"
+            detail = one_line(exc, empty="no such input device")
             raise AssistantError(f"no microphone {self.device!r}: {detail}", NO_MIC_HINT) from None
         if int(info["max_input_channels"]) < 1:
             raise AssistantError(f"no microphone found: {info['name']} cannot record", NO_MIC_HINT)
@@ -254,8 +253,6 @@ class MicrophoneSource(AudioSource):
         sd = _sounddevice()
 
         def callback(indata: Any, frames: int, time_info: Any, status: Any) -> None:
-            if status.input_overflow:
-                self.overflows += 1
             self._queue.put(indata[:, 0].copy())
 
         last_error: Exception | None = None
@@ -277,8 +274,7 @@ class MicrophoneSource(AudioSource):
             self._stream = stream
             self._resample = None if rate == SAMPLE_RATE else _Resampler(rate)
             return
-        detail = str(last_error).splitlines()[0] if last_error else "unknown error"
-        raise AssistantError(f"cannot record from {self.name}: {detail}", NO_MIC_HINT)
+        raise AssistantError(f"cannot record from {self.name}: {one_line(last_error)}", NO_MIC_HINT)
 
     def blocks(self) -> Iterator[np.ndarray]:
         self._open()

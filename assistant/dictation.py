@@ -205,7 +205,6 @@ class Dictation:
         self.pass_beam_size = pass_beam_size
         self.clock = clock
         self.passes = 0  # transcription passes run (for tests and benchmarks)
-        self.full_window_retries = 0  # passes redone with the full 30 s window
         self.longest_pass = 0.0  # seconds of audio in the longest pass: the buffer never grows unbounded
         self._stop = threading.Event()
         self._cancel = threading.Event()
@@ -350,7 +349,6 @@ class Dictation:
             # the short encoder window can (rarely) make Whisper repeat itself: redo this pass in full
             segments = list(self.transcriber.transcribe(self._audio, audio_context=None, **options))
             self.passes += 1
-            self.full_window_retries += 1
         words = [w for s in segments for w in s.text.split()]
         timed = [w for s in segments for w in (s.words or [])]
         # The prefix is forced, so the output starts with exactly those words. After it, a "word" with no

@@ -93,25 +93,28 @@ def wheel_cache_dir() -> Path:
     return Path(value).expanduser() if value else cache_dir() / "wheels"
 
 
-def bench_dir() -> Path:
-    """Exported benchmark reports and plots."""
-    return data_dir() / "bench"
-
-
 def log_file() -> Path:
     return cache_dir() / "assistant.log"
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to a temp file beside ``path``, then rename it over: readers see the old file or the
-    new one, never half of one. The file is private (0600). The temp file is removed if anything fails; a
-    folder that is missing or cannot take files, or a target that is not a regular file (``/dev/null``, a
-    FIFO, a folder), is one clear ``AssistantError``."""
+    new one, never half of one. The file is private (0600). The temp file is removed if anything fails.
+
+    Every way it can fail is one clear ``AssistantError``, never an ``OSError``, so every front (exports,
+    transcripts, config edits) words a refused write the same: a folder that is missing, cannot be looked
+    into or cannot take files, a target that is not a regular file (``/dev/null``, a FIFO, a folder), a full
+    disk."""
     import tempfile
 
     folder = path.parent
-    if path.exists() and not path.is_file():
-        raise AssistantError(f"{path}: not a regular file", "write to a new file name")
+    try:
+        if not folder.is_dir():
+            raise AssistantError(f"{folder}: no such folder", "create it first or pick another path")
+        if path.exists() and not path.is_file():
+            raise AssistantError(f"{path}: not a regular file", "write to a new file name")
+    except OSError as exc:  # a folder on the way that cannot be looked into
+        raise AssistantError(f"{path}: cannot write there: {_reason(exc, folder)}", "pick another folder") from None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:

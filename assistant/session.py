@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .chat import CancelToken, ChatEngine, ChatOptions, Chunk, Message, Stats
-from .errors import AssistantError
+from .errors import AssistantError, one_line
 from .history import Chat, History, StoredMessage
 
 if TYPE_CHECKING:
@@ -265,7 +265,7 @@ class ChatSession:
         try:
             return ChatOptions.model_validate(merged)
         except ValueError as exc:
-            raise AssistantError(f"chat {chat.id}: bad options: {exc}".splitlines()[0]) from None
+            raise AssistantError(f"chat {chat.id}: bad options: {one_line(exc)}") from None
 
     def build_messages(self, chat_id: int) -> list[Message]:
         """What the model sees: the system prompt, then the stored messages (see the module docstring)."""
@@ -307,5 +307,5 @@ def _options_dict(options: dict[str, Any] | ChatOptions | None) -> dict[str, Any
     try:
         ChatOptions.model_validate(options)  # unknown keys and bad values fail here, not mid-chat
     except ValueError as exc:
-        raise AssistantError(f"bad chat options: {exc}".splitlines()[0], "see 'assistant chat --help'") from None
+        raise AssistantError(f"bad chat options: {one_line(exc)}", "see 'assistant chat --help'") from None
     return dict(options)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .config import SpeechSettings
-from .errors import AssistantError
+from .errors import AssistantError, one_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -180,7 +180,7 @@ def _decode(path: Path) -> np.ndarray:
         raise AssistantError(f"{path}: no audio stream in it") from None
     except (av.FFmpegError, ValueError, EOFError, OSError) as exc:
         # FFmpeg errors repeat the path in str(exc); strerror is just the reason.
-        detail = getattr(exc, "strerror", None) or (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        detail = getattr(exc, "strerror", None) or one_line(exc)
         raise AssistantError(f"{path}: not an audio file or corrupt ({detail})") from None
     assert not isinstance(result, tuple)
     return result
@@ -272,8 +272,7 @@ class Transcriber:
                 str(model_path), device="cpu", compute_type=compute_type, cpu_threads=threads, local_files_only=True
             )
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError, the tokenizers library a bare Exception
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AssistantError(f"model {self.model_id}: cannot load: {detail}", _DAMAGED_HINT) from None
+            raise AssistantError(f"model {self.model_id}: cannot load: {one_line(exc)}", _DAMAGED_HINT) from None
 
     @classmethod
     def from_settings(

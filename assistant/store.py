@@ -220,13 +220,6 @@ class Store:
                     return item.id
         return catalog.normalize_id(text, catalog.default())
 
-    def by_path(self, path: Path) -> Installed | None:
-        probe = Installed("", "", path, True, 0, None, "")
-        row = self.conn.execute(
-            "SELECT * FROM models WHERE path IN (?, ?)", (str(path), _stored_path(probe))
-        ).fetchone()
-        return _row(row) if row else None
-
     def add(self, item: Installed) -> Installed:
         """Register ``item`` (replacing a row with the same id). Called only once its files are final."""
         self._check()

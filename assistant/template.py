@@ -38,7 +38,7 @@ from jinja2.nodes import Concat
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .chat import CancelToken, Message
-from .errors import AssistantError, Cancelled
+from .errors import AssistantError, Cancelled, one_line
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def compile_chat_template(source: str, model_id: str) -> tuple[Any, str | None]:
         return compile_template(source, globals_), None
     except TemplateError as exc:
         log.warning("%s: unusable chat template (%s); using completion mode", model_id, exc)
-        return None, _first_line(exc)
+        return None, one_line(exc)
 
 
 def chat_prompt(
@@ -344,12 +344,7 @@ def chat_prompt(
     try:
         return render(compiled, variables, model_id=model_id, input_chars=size, cancel=cancel)
     except TemplateError as exc:
-        raise AssistantError(f"{model_id}: the model's chat template failed: {_first_line(exc)}", HINT) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise AssistantError(f"{model_id}: the model's chat template failed: {one_line(exc)}", HINT) from None
 
 
 def load_llama(path: str, **kwargs: Any) -> Any:

@@ -130,7 +130,7 @@ def test_fingerprint_describes_this_machine() -> None:
 
 
 def test_a_family_name_means_all_its_installed_variants(tmp_path: Any) -> None:
-    from assistant.cli.bench import _expand_families
+    from assistant.bench.runner import expand_families as _expand_families
     from assistant.store import Installed, Store
 
     store = Store()

@@ -33,7 +33,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..errors import AssistantError, Cancelled
+from ..errors import AssistantError, Cancelled, one_line
 
 EVENT_PREFIX = "@@assistant-worker "
 MiB = 1024 * 1024
@@ -179,8 +179,7 @@ def main(name: str, payload: str) -> int:
     except Exception as exc:
         if _debug():
             traceback.print_exc()
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        emit({"event": "error", "message": f"{type(exc).__name__}: {detail}", "hint": "run with --debug"})
+        emit({"event": "error", "message": one_line(exc, typed=True), "hint": "run with --debug"})
         return 1
     emit({"event": "result", **result})
     return 0

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import AssistantError, Cancelled
+from ..errors import AssistantError, Cancelled, one_line
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -42,8 +42,7 @@ def _report(exc: BaseException) -> int:
     if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
         _say(f"error: disk full: {exc.filename or ''} (free some space and try again)".strip())
         return EXIT_ERROR
-    detail = str(exc).splitlines()[0] if str(exc) else ""
-    _say(f"error: {type(exc).__name__}: {detail} (run with --debug for details)")
+    _say(f"error: {one_line(exc, typed=True)} (run with --debug for details)")
     return EXIT_ERROR
 
 

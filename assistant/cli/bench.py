@@ -148,18 +148,13 @@ def run_cmd(
     MODEL is an installed id, or a family name for all its installed variants.
     """
     from .. import config
-    from ..bench import report, results
-    from ..errors import AssistantError
-    from ..store import Store
+    from ..bench import report, results, runner
 
     settings = config.load()
-    store = Store()
-    ids = _expand_families(ids, store)
-    kinds = {store.require(i).kind for i in (*ids, *([reference] if reference else []))}
-    if len(kinds) > 1:
-        raise AssistantError("speech and language models can't be benchmarked together", "run them separately")
-    threads = threads or settings.threads()
-    reps = reps or (1 if quick else 3)
+    planned = runner.plan(ids, reference)  # before the progress bar: a refusal stays one line
+    options = runner.Options(
+        quick=quick, reps=reps, threads=threads or settings.threads(), ctx=ctx or settings.runtime.context_size
+    )
     with _progress() as progress:
         tasks: dict[str, Any] = {}
 
@@ -174,16 +169,7 @@ def run_cmd(
             elif kind == "done":
                 progress.update(tasks[model_id], description=f"{model_id}: done")
 
-        if kinds == {"whisper"}:
-            from ..bench import speech
-
-            run = speech.run(ids, options=speech.Options(reps=reps, quick=quick, threads=threads),
-                             reference=reference, store=store, progress=on_event)  # fmt: skip
-        else:
-            from ..bench import llm
-
-            opts = llm.Options(reps=reps, quick=quick, threads=threads, ctx=ctx or settings.runtime.context_size)
-            run = llm.run(ids, options=opts, reference=reference, store=store, progress=on_event)
+        run = runner.run(planned, options=options, progress=on_event)
     if not no_save:
         results.save(run)
     if as_json:
@@ -192,18 +178,6 @@ def run_cmd(
     stdout_console().print(report.rich_table(run))
     if run.id is not None:
         stderr_console().print(f"saved as run {run.id}: assistant bench plot {run.id}")
-
-
-def _expand_families(ids: tuple[str, ...], store: Any) -> tuple[str, ...]:
-    """A bare family name means every installed variant of it (``bench smollm2-135m-instruct``)."""
-    out: list[str] = []
-    for model_id in ids:
-        family = model_id.strip().lower()
-        variants = [] if ":" in family else [m.id for m in store.list() if m.id.split(":", 1)[0] == family]
-        for found in variants or [model_id]:
-            if found not in out:
-                out.append(found)
-    return tuple(out)
 
 
 _MAX_RUN_ID = 2**63 - 1  # SQLite's INTEGER; a bigger number is no run (not an OverflowError)

@@ -328,24 +328,11 @@ def chats_search(text: str, as_json: bool) -> None:
 )
 def chats_export(chat_id: int, output: Path | None) -> None:
     """Export a chat as Markdown."""
+    from .. import paths
+
     text = _history().export_markdown(chat_id)
     if output is None:  # piped, the export is the chat byte for byte; on a terminal, no escape codes act
         click.echo(clean(text) if sys.stdout.isatty() else text, nl=False)
         return
-    _write_atomic(output, text)
+    paths.write_text_atomic(output.expanduser(), text)  # never a half-written export
     click.echo(f"wrote {output}", err=True)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, then rename: never a half-written export."""
-    from .. import paths
-    from ..errors import AssistantError
-
-    target = path.expanduser()
-    folder = target.parent
-    if not folder.is_dir():
-        raise AssistantError(f"{folder}: no such folder", "create it first or pick another path")
-    try:
-        paths.write_text_atomic(target, text)
-    except PermissionError:
-        raise AssistantError(f"{target}: permission denied", "pick another path") from None

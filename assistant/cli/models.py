@@ -21,27 +21,10 @@ def models_group() -> None:
     """Get, inspect and choose models (pull, list, info, import, rm, use, verify, du)."""
 
 
-def _default_ids() -> dict[str, str]:
-    from .. import config
-
-    settings = config.load()
-    return {"llm": settings.models.chat, "whisper": settings.models.speech}
-
-
 def _context(ctx_size: int | None) -> int:
     from .. import config
 
     return ctx_size or config.load().runtime.context_size
-
-
-def _fit_for_installed(item: Installed, n_ctx: int) -> tuple[Any, str]:
-    from .. import fit
-
-    if item.kind == "llm" and item.info:
-        estimate = fit.estimate_llm(item.info, min(n_ctx, int(item.info.get("context_length") or n_ctx)))
-    else:
-        estimate = fit.estimate_whisper(item.size_bytes)
-    return estimate, fit.verdict(estimate.total)
 
 
 def _fit_for_variant(variant: Variant) -> tuple[Any, str]:
@@ -58,26 +41,27 @@ def _fit_for_variant(variant: Variant) -> tuple[Any, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(show_all: bool, only_installed: bool, ctx_size: int | None, as_json: bool) -> None:
     """Installed models and what the catalog offers, with size, quant and memory fit."""
-    from .. import catalog
-    from ..store import Store
+    from .. import catalog, config, inventory
 
-    n_ctx = _context(ctx_size)
-    defaults = set(_default_ids().values())
+    settings = config.load()
+    n_ctx = ctx_size or settings.runtime.context_size
+    defaults = {settings.models.chat, settings.models.speech}
     cat = catalog.default()
     rows: list[dict[str, Any]] = []
-    installed = {item.id: item for item in Store().list()}
-    for item in installed.values():
-        estimate, verdict = _fit_for_installed(item, n_ctx)
+    installed: set[str] = set()
+    for fitted in inventory.installed(n_ctx, settings.runtime.batch_size):
+        item = fitted.item
+        installed.add(item.id)
         rows.append(
             {
                 "id": item.id,
                 "kind": item.kind,
                 "status": "installed" if item.present else "missing",
                 "default": item.id in defaults,
-                "quant": item.quant,
+                "quant": fitted.quant,
                 "size_bytes": item.size_bytes,
-                "estimate_bytes": estimate.total,
-                "fit": verdict,
+                "estimate_bytes": fitted.need_bytes,
+                "fit": fitted.verdict,
                 "source": item.source,
                 "path": str(item.path),
             }

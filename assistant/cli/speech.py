@@ -66,6 +66,7 @@ def transcribe(
     A file that cannot be read is reported on one line and skipped; the others are still transcribed, and
     the exit status is 1 if any failed.
     """
+    from .. import paths
     from ..errors import AssistantError
     from ..speech import load_audio, render
 
@@ -100,7 +101,7 @@ def transcribe(
         text = render(fmt, segments, transcript.info, str(file))  # type: ignore[arg-type]
         if out_dir is not None:
             target = out_dir / _unique_name(f"{file.stem}.{fmt}", used_names)
-            _write_atomic(target, text)
+            paths.write_text_atomic(target, text)
             click.echo(clean(f"wrote {target}"))
         elif fmt == "json" and len(files) > 1:
             import json
@@ -153,16 +154,6 @@ def _unique_name(name: str, used: set[str]) -> str:
         candidate = f"{stem}-{n}{dot}{ext}"
     used.add(candidate)
     return candidate
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    from .. import paths
-    from ..errors import AssistantError
-
-    try:
-        paths.write_text_atomic(path, text)
-    except OSError as exc:
-        raise AssistantError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 # -- dictate / talk -----------------------------------------------------------------------------------------

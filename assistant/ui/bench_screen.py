@@ -108,7 +108,7 @@ class BenchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench")
     def _rerun(self, run: Run, cancel: CancelToken) -> None:
-        from ..bench import results
+        from ..bench import results, runner
 
         worker = get_current_worker()
         ids = run.model_ids
@@ -132,17 +132,8 @@ class BenchScreen(Screen[None]):
                 label = f"{model_id}: {event.get('stage', event.get('event'))}"
                 self.post_message(BenchProgressed(sum(done.values()), total, label))
 
-        threads = run.threads or None
-        if run.kind == "whisper":
-            from ..bench import speech
-
-            opts = speech.Options(reps=1, quick=True, threads=threads or 1)
-            new = speech.run(ids, options=opts, reference=reference, progress=progress, cancel=cancel)
-        else:
-            from ..bench import llm
-
-            opts_llm = llm.Options(reps=1, quick=True, threads=threads or 1, ctx=run.context or 4096)
-            new = llm.run(ids, options=opts_llm, reference=reference, progress=progress, cancel=cancel)
+        opts = runner.Options(quick=True, reps=1, threads=run.threads or 1, ctx=run.context or 4096)
+        new = runner.run(runner.plan(ids, reference), options=opts, progress=progress, cancel=cancel)
         run_id = results.save(new)
         self.post_message(BenchFinished(run_id))
 

@@ -1,7 +1,7 @@
 """Pick the chat model: installed models with their size, quantization and whether they fit in memory.
 
-The fit verdict needs each GGUF header (``gguf.read``) and the free memory, so the rows are computed in a
-thread worker; the table fills in when they arrive.
+The rows come from ``inventory.installed`` (the store and the free memory), so they are computed in a thread
+worker; the table fills in when they arrive.
 """
 
 from __future__ import annotations
@@ -27,34 +27,19 @@ class ModelRow:
     id: str
     size_bytes: int
     quant: str
-    verdict: str  # fits / tight / won't fit / unreadable
+    verdict: str  # fits / tight / won't fit / unreadable / missing
     need_bytes: int | None
     current: bool = False
 
 
 def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
-    """Blocking: reads the store and every GGUF header. Call from a worker."""
-    from .. import fit, gguf
-    from ..store import Store
+    """Blocking: reads the store (``inventory.installed``, which ``models list`` shows too). Call from a worker."""
+    from ..inventory import installed
 
-    store = Store()
-    try:
-        rows = []
-        available = fit.available_bytes()
-        for item in store.list(kind="llm"):
-            need: int | None = None
-            quant = item.quant
-            try:
-                info = gguf.read(item.path)
-                quant = info.quant or quant
-                need = fit.estimate_llm(info, context_size, batch_size).total
-                verdict: str = fit.verdict(need, available)
-            except Exception:  # missing or damaged file: list it, say so
-                verdict = "unreadable"
-            rows.append(ModelRow(item.id, item.size_bytes, quant, verdict, need, item.id == current))
-        return rows
-    finally:
-        store.conn.close()
+    return [
+        ModelRow(f.item.id, f.item.size_bytes, f.quant, f.verdict, f.need_bytes, f.item.id == current)
+        for f in installed(context_size, batch_size, kind="llm")
+    ]
 
 
 class ModelPicker(ModalScreen[str | None]):

@@ -1,0 +1,63 @@
+"""The benchmark entry point both fronts call: what it plans, and which measurement it hands the run to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.bench import llm, runner, speech
+from assistant.errors import AssistantError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    from assistant.store import Installed, Store
+
+    registry = Store()
+    for model_id, kind in (("fam:q8_0", "llm"), ("fam:q2_k", "llm"), ("whisper-a:int8", "whisper")):
+        path = tmp_path / model_id
+        path.write_bytes(b"x")
+        registry.add(Installed(model_id, kind, path, False, 1, None, "import"))
+    yield registry
+    registry.conn.close()
+
+
+def test_a_plan_names_installed_variants_of_one_kind(store: Any) -> None:
+    planned = runner.plan(["fam"], store=store)
+    assert (planned.ids, planned.kind) == (("fam:q2_k", "fam:q8_0"), "llm")
+    assert runner.plan(["whisper-a:int8"], store=store).kind == "whisper"
+    with pytest.raises(AssistantError, match="can't be benchmarked together"):
+        runner.plan(["fam:q8_0"], reference="whisper-a:int8", store=store)
+    with pytest.raises(AssistantError, match="not installed"):
+        runner.plan(["nope:q4_0"], store=store)
+
+
+@pytest.mark.parametrize(("model_id", "measured"), [("fam:q8_0", "llm"), ("whisper-a:int8", "speech")])
+def test_run_hands_each_kind_its_own_options(
+    store: Any, monkeypatch: pytest.MonkeyPatch, model_id: str, measured: str
+) -> None:
+    calls: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def fake(name: str) -> Any:
+        def run(ids: Any, *, options: Any, **kwargs: Any) -> str:
+            calls.append((name, options, {"ids": tuple(ids), **kwargs}))
+            return "the run"
+
+        return run
+
+    monkeypatch.setattr(llm, "run", fake("llm"))
+    monkeypatch.setattr(speech, "run", fake("speech"))
+    planned = runner.plan([model_id], store=store)
+    options = runner.Options(quick=True, threads=2, ctx=1024)
+    assert runner.run(planned, options=options, cancel="token") == "the run"
+    ((name, opts, kwargs),) = calls
+    assert name == measured and kwargs["ids"] == (model_id,) and kwargs["cancel"] == "token"
+    expected = (
+        llm.Options(reps=1, quick=True, threads=2, ctx=1024)
+        if measured == "llm"
+        else speech.Options(reps=1, quick=True, threads=2)
+    )
+    assert opts == expected
+    assert runner.Options().repetitions == 3 and runner.Options(quick=True, reps=5).repetitions == 5
