@@ -26,11 +26,11 @@ from assistant.ui.app import (
     KeyFooter,
     stream_cpu_share,
 )
-from assistant.ui.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
-from assistant.ui.first_run import FirstRunScreen
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.sidebar import ChatList, Sidebar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.screens.first_run import FirstRunScreen
+from assistant.ui.widgets.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.sidebar import ChatList, Sidebar
+from assistant.ui.widgets.status_bar import StatusBar
 
 from conftest import run_cli
 
@@ -326,7 +326,7 @@ async def test_first_run_download_failure_lets_the_user_retry() -> None:
 
 
 async def test_benchmarks_screen_opens_and_closes(engine: ScriptedEngine) -> None:
-    from assistant.ui.bench_screen import BenchScreen
+    from assistant.ui.screens.bench_screen import BenchScreen
 
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -486,7 +486,7 @@ async def test_replies_are_read_aloud_when_enabled(engine: ScriptedEngine, monke
 
 async def test_dictation_fills_the_prompt_and_can_send(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     from assistant.ui.app import DictationPanel
-    from assistant.ui.voice import VoicePanel
+    from assistant.ui.widgets.voice import VoicePanel
 
     toggled: list[bool] = []
     monkeypatch.setattr(DictationPanel, "toggle", lambda self: toggled.append(True))

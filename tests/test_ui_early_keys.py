@@ -17,9 +17,9 @@ from textual.widgets import OptionList
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.chat_log import ChatLog, ReplyTurn, UserTurn
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ChatLog, ReplyTurn, UserTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.status_bar import StatusBar
 
 
 class SlowLoad:

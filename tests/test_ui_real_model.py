@@ -10,9 +10,9 @@ from _ui_helpers import wait_until
 from assistant import config
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.chat_log import ReplyTurn
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ReplyTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.status_bar import StatusBar
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from _ui_helpers import ScriptedEngine, first_run_shown, register_fake_model, wa
 
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.prompt_bar import PromptBar
+from assistant.ui.widgets.prompt_bar import PromptBar
 
 REPLY = (
     "Here is a function that adds two numbers:\n\n"

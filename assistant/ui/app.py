@@ -34,7 +34,6 @@ from .. import errors
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
 from .backend import Backend, EngineFactory
-from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .messages import (
     ChatCreated,
     ChatOpened,
@@ -46,10 +45,11 @@ from .messages import (
     ReplyStreamed,
     Settle,
 )
-from .prompt_bar import PromptBar
-from .sidebar import ChatList, Sidebar
-from .status_bar import State, StatusBar
-from .voice import VoicePanel
+from .widgets.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
+from .widgets.prompt_bar import PromptBar
+from .widgets.sidebar import ChatList, Sidebar
+from .widgets.status_bar import State, StatusBar
+from .widgets.voice import VoicePanel
 
 if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ..chat import CancelToken, ChatEngine, Chunk, Stats
     from ..config import Settings
     from ..tts import Speaker
-    from .first_run import StarterPuller
+    from .screens.first_run import StarterPuller
 
 # Screens and dialogs not needed for the first frame are imported when first shown: a shorter first paint.
 
@@ -442,7 +442,7 @@ class AssistantApp(App[None]):
         self.call_from_thread(self.load_model, model_id)
 
     def _show_first_run(self, starters: list[tuple[str, int | None]]) -> None:
-        from .first_run import FirstRunScreen
+        from .screens.first_run import FirstRunScreen
 
         self.push_screen(FirstRunScreen(starters, self.puller), self._first_run_done)
 
@@ -515,7 +515,7 @@ class AssistantApp(App[None]):
 
     def action_pick_model(self) -> None:
         runtime = self.settings.runtime
-        from .model_picker import ModelPicker
+        from .screens.model_picker import ModelPicker
 
         self.push_screen(ModelPicker(self.model_id, runtime.context_size, runtime.batch_size), self._model_picked)
 
@@ -609,7 +609,7 @@ class AssistantApp(App[None]):
                 self._refresh_title()
                 self._rename(chat.id, title)
 
-        from .dialogs import RenameChat
+        from .screens.dialogs import RenameChat
 
         self.push_screen(RenameChat(clean(chat.title, one_line=True)), renamed)
 
@@ -629,7 +629,7 @@ class AssistantApp(App[None]):
                 await self.action_new_chat()
                 self._delete(chat.id)
 
-        from .dialogs import Confirm
+        from .screens.dialogs import Confirm
 
         self.push_screen(Confirm(f"Delete “{clean(chat.title, one_line=True)}”?"), confirmed)
 
@@ -877,7 +877,7 @@ class AssistantApp(App[None]):
     # ---------------------------------------------------------------- other screens
 
     def action_open_bench(self) -> None:
-        from .bench_screen import BenchScreen  # imported on use: it pulls in the plotting code
+        from .screens.bench_screen import BenchScreen  # imported on use: it pulls in the plotting code
 
         self.push_screen(BenchScreen())
 

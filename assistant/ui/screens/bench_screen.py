@@ -20,11 +20,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..chat import CancelToken
-from ..untrusted import clean, plain
+from ... import errors
+from ...chat import CancelToken
+from ...untrusted import clean, plain
 
 if TYPE_CHECKING:
-    from ..bench.results import Run
+    from ...bench.results import Run
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the benchmark worker
 
@@ -102,13 +103,13 @@ class BenchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench-db")
     def _load(self, select: int | None = None) -> None:
-        from ..bench import results
+        from ...bench import results
 
         self.post_message(BenchRunsLoaded(results.history(50), select))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench")
     def _rerun(self, run: Run, cancel: CancelToken) -> None:
-        from ..bench import results
+        from ...bench import results
 
         worker = get_current_worker()
         ids = run.model_ids
@@ -134,12 +135,12 @@ class BenchScreen(Screen[None]):
 
         threads = run.threads or None
         if run.kind == "whisper":
-            from ..bench import speech
+            from ...bench import speech
 
             opts = speech.Options(reps=1, quick=True, threads=threads or 1)
             new = speech.run(ids, options=opts, reference=reference, progress=progress, cancel=cancel)
         else:
-            from ..bench import llm
+            from ...bench import llm
 
             opts_llm = llm.Options(reps=1, quick=True, threads=threads or 1, ctx=run.context or 4096)
             new = llm.run(ids, options=opts_llm, reference=reference, progress=progress, cancel=cancel)
@@ -173,9 +174,7 @@ class BenchScreen(Screen[None]):
         if event.worker.group not in ("bench", "bench-db"):
             return
         if event.state == WorkerState.ERROR:
-            from .app import one_line
-
-            text = one_line(event.worker.error)
+            text = errors.one_line(event.worker.error, typed=True)
             self._set_running(False)
             self.query_one("#bench-status", Label).update(f"failed: {clean(text, one_line=True)}")
             self.notify(text, title="benchmark", severity="error", timeout=8)
@@ -225,7 +224,7 @@ class BenchScreen(Screen[None]):
         return self.runs[self.index] if self.runs else None
 
     def _show(self) -> None:
-        from ..bench import report
+        from ...bench import report
 
         table = self.query_one("#bench-table", DataTable)
         table.clear(columns=True)
@@ -249,7 +248,7 @@ class BenchScreen(Screen[None]):
     def _show_plot(self) -> None:
         from rich.text import Text
 
-        from ..bench import plot
+        from ...bench import plot
 
         run = self.current
         widget = self.query_one("#bench-plot", Static)

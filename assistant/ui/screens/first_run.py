@@ -19,8 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Button, Label, ProgressBar, Static
 from textual.worker import Worker, get_current_worker
 
-from ..untrusted import clean
-from .messages import DownloadFinished, DownloadProgressed
+from ...untrusted import clean
+from ..messages import DownloadFinished, DownloadProgressed
 
 ProgressCallback = Callable[[int, "int | None", str], None]
 StarterPuller = Callable[[ProgressCallback, threading.Event], list[Any]]
@@ -29,7 +29,7 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress messages: smooth enough, che
 
 
 def default_puller(on_progress: ProgressCallback, cancel: threading.Event) -> list[Any]:
-    from .. import download
+    from ... import download
 
     return list(download.pull_starters(on_progress=on_progress, cancel=cancel))
 

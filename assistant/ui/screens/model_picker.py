@@ -17,9 +17,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 from textual.worker import Worker
 
-from ..units import human_size
-from ..untrusted import plain
-from .messages import ModelsListed
+from ...units import human_size
+from ...untrusted import plain
+from ..messages import ModelsListed
 
 
 @dataclass
@@ -34,8 +34,8 @@ class ModelRow:
 
 def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
     """Blocking: reads the store and every GGUF header. Call from a worker."""
-    from .. import fit, gguf
-    from ..store import Store
+    from ... import fit, gguf
+    from ...store import Store
 
     store = Store()
     try:
