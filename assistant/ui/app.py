@@ -33,12 +33,11 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, g
 from .. import errors
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
-from .backend import Backend, EngineFactory
+from .backend import Backend, ChatSummary, EngineFactory
 from .messages import (
     ChatCreated,
     ChatOpened,
     ChatsListed,
-    ChatSummary,
     ModelLoaded,
     ReplyFinished,
     ReplyPainted,

@@ -6,33 +6,13 @@ Workers never touch widgets: they post one of these and the app applies it on th
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 if TYPE_CHECKING:
     from ..chat import ChatEngine, Stats
-
-
-@dataclass
-class ChatSummary:
-    """What the sidebar needs to show one chat."""
-
-    id: int | str
-    title: str
-    model_id: str | None = None
-    updated_at: float = 0.0
-
-
-@dataclass
-class StoredTurn:
-    """One message as the chat view shows it (independent of the history module's row type)."""
-
-    role: str
-    content: str
-    partial: bool = False
-    notice: str | None = None
+    from .backend import ChatSummary, StoredTurn
 
 
 class ChatsListed(Message):

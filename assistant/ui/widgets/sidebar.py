@@ -9,7 +9,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from ...untrusted import clean
-from ..messages import ChatSummary
+from ..backend import ChatSummary
 
 
 class ChatList(OptionList):
