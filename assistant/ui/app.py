@@ -33,6 +33,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState, g
 from .. import errors
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
+from . import actions
 from .backend import Backend, ChatSummary, EngineFactory
 from .messages import (
     ChatCreated,
@@ -199,34 +200,7 @@ class AssistantApp(App[None]):
     TITLE = "assistant"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (SIDEBAR_BREAKPOINT, "-wide")]  # noqa: RUF012
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+n", "new_chat", "New chat", id="new_chat", tooltip="Start a new chat"),
-        Binding("escape", "stop", "Stop", id="stop", tooltip="Stop the reply (what was written is kept)"),
-        Binding("ctrl+b", "toggle_sidebar", "Chats", id="toggle_sidebar", tooltip="Show or hide the chat list"),
-        Binding("ctrl+o", "pick_model", "Model", id="pick_model", tooltip="Choose the chat model"),
-        Binding("ctrl+t", "dictate", "Dictate", id="dictate", tooltip="Start or stop dictation (speech to text)"),
-        Binding("f2", "copy_reply", "Copy reply", id="copy_reply", tooltip="Copy the last reply"),
-        Binding("f3", "copy_code", "Copy code", id="copy_code", tooltip="Copy the last code block"),
-        Binding("f9", "open_bench", "Benchmarks", id="open_bench", tooltip="Stored benchmark runs and plots"),
-        Binding("ctrl+r", "rename_chat", "Rename", id="rename_chat", show=False, tooltip="Rename this chat"),
-        Binding("f8", "delete_chat", "Delete chat", id="delete_chat", show=False, tooltip="Delete this chat"),
-        Binding("ctrl+q", "quit", "Quit", id="quit", tooltip="Quit (a reply in progress is stopped and kept)"),
-    ]
-
-    # action -> (palette title, palette help); every binding is also a palette command.
-    PALETTE: ClassVar[dict[str, tuple[str, str]]] = {
-        "new_chat": ("New chat", "Start a new, empty chat"),
-        "stop": ("Stop reply", "Stop generating; the partial reply is kept and marked"),
-        "toggle_sidebar": ("Toggle chat list", "Show or hide the sidebar of chats"),
-        "pick_model": ("Choose model", "Installed models with size, quantization and memory fit"),
-        "dictate": ("Dictate", "Speak instead of typing: start, or stop and put the text in the prompt"),
-        "copy_reply": ("Copy last reply", "Copy the last assistant reply to the clipboard"),
-        "copy_code": ("Copy last code block", "Copy the last fenced code block to the clipboard"),
-        "rename_chat": ("Rename chat", "Give this chat a new title"),
-        "delete_chat": ("Delete chat", "Delete this chat and its messages"),
-        "open_bench": ("Benchmarks", "Stored benchmark runs: speed and quality of each model variant"),
-        "focus_prompt": ("Focus prompt", "Move the cursor to the message box"),
-    }
+    BINDINGS: ClassVar[list[BindingType]] = actions.bindings()
 
     def __init__(
         self,
@@ -374,7 +348,7 @@ class AssistantApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("quit", "command_palette"):
             return True
-        if action in self.PALETTE and not self.on_main_screen:
+        if action in actions.NAMES and not self.on_main_screen:
             return False
         return self._allowed(action)
 
@@ -397,11 +371,12 @@ class AssistantApp(App[None]):
         if not self.screen_stack or screen is not self.screen_stack[0]:
             return
         keys = {b.action: self._keymap.get(b.id or "", b.key) for b in self._bindings_with_ids()}
-        for action, (title, help_text) in self.PALETTE.items():
-            if self._allowed(action) is not True:
+        for action, title in actions.PALETTE:
+            if self._allowed(action.name) is not True:
                 continue
-            shown = keys.get(action)
-            yield SystemCommand(title, f"{help_text} ({shown})" if shown else help_text, self._palette_action(action))
+            shown = keys.get(action.name)
+            help_text = f"{action.help} ({shown})" if shown else action.help
+            yield SystemCommand(title, help_text, self._palette_action(action.name))
         for n, block in enumerate(self.query_one(ChatLog).all_code_blocks(), start=1):
             first = block.strip().splitlines()[0] if block.strip() else ""
             help_text = escape_content(first[:60], one_line=True)  # the palette parses titles and help as markup
