@@ -29,7 +29,7 @@ async def test_real_model_answers_through_the_tui(installed_models: dict[str, An
         prompt = app.query_one(PromptBar)
         prompt.insert("What is the capital of France? Answer in one word.")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply", timeout=300)
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply", timeout=300)
         reply = app.query_one(ReplyTurn)
         assert "paris" in reply.text.lower()
         assert status.tokens_per_second and status.tokens_per_second > 0

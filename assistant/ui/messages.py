@@ -1,6 +1,7 @@
 """Events the workers post back to the UI thread, named for what already happened (Harlequin style).
 
-Workers never touch widgets: they post one of these and the app applies it on the event loop.
+Workers never touch widgets: they post one of these to the widget or screen that started them, which
+applies it on the event loop; it then bubbles on to the app (which keeps the sidebar and answers ``Settle``).
 """
 
 from __future__ import annotations

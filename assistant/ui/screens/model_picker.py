@@ -20,6 +20,7 @@ from textual.worker import Worker
 from ...units import human_size
 from ...untrusted import plain
 from ..messages import ModelsListed
+from ..workers import report_failure
 
 
 @dataclass
@@ -107,5 +108,5 @@ class ModelPicker(ModalScreen[str | None]):
         self.dismiss(None)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Worker state messages do not bubble: hand them to the app's one failure handler.
-        self.app.handle_worker_state(event.worker, event.state)  # type: ignore[attr-defined]
+        # Worker state messages do not bubble: hand them to the one failure report.
+        report_failure(self, event)
