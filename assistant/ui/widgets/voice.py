@@ -272,7 +272,7 @@ class VoicePanel(Widget):
         self.recording = True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Finished, cancelled or failed: hide. (Errors still reach the app's one worker-error handler.)
+        # Finished, cancelled or failed: hide. (The host reports a failure: see widgets.conversation.DictationPanel.)
         if event.worker.group == "dictation" and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,
