@@ -76,8 +76,9 @@ class ReplyStreamed(Message):
 class ReplyPainted(Message):
     """The frame showing a streamed batch has been painted (posted after the screen's next refresh).
 
-    A public hook for measuring what the user sees rather than what the engine produced:
-    ``benchmarks/tui.py`` times streaming speed from these. ``tokens`` is ``ReplyStreamed.tokens`` of the
+    A public hook for measuring what the user sees rather than what the engine produced: the conversation
+    posts it and it bubbles up to the app, where ``benchmarks/tui.py`` times streaming speed from these
+    (with ``AssistantApp.generating`` for the reply's end). ``tokens`` is ``ReplyStreamed.tokens`` of the
     batch now on screen; ``at`` is ``time.perf_counter()`` just after the paint."""
 
     def __init__(self, tokens: int, at: float) -> None:
