@@ -165,7 +165,7 @@ async def tui_runs(engine: Any, settings: Any, repeats: int, raw: Any) -> dict[s
     from assistant.ui.app import AssistantApp
     from assistant.ui.backend import Backend
     from assistant.ui.messages import ReplyFinished, ReplyPainted, ReplyStreamed
-    from assistant.ui.prompt_bar import PromptBar
+    from assistant.ui.widgets.prompt_bar import PromptBar
 
     ui_clock = time.pthread_getcpuclockid(threading.get_ident())  # this thread runs the app's event loop
 

@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Label, Static
 
 from assistant.bench import fingerprint, results
 from assistant.bench.results import Run
-from assistant.ui.bench_screen import BenchScreen
+from assistant.ui.screens.bench_screen import BenchScreen
 
 from conftest import WHISPER
 

@@ -401,7 +401,7 @@ def test_no_input_device_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tm
 def _host(panel_factory: Any) -> Any:
     from textual.app import App, ComposeResult
 
-    from assistant.ui.voice import VoicePanel
+    from assistant.ui.widgets.voice import VoicePanel
 
     class Host(App[None]):
         def __init__(self) -> None:
@@ -425,7 +425,7 @@ def _host(panel_factory: Any) -> Any:
 async def test_voice_panel_shows_level_and_live_text_then_posts_the_final_text(transcriber: Transcriber) -> None:
     from _ui_helpers import wait_until as ui_wait_until
 
-    from assistant.ui.voice import LevelMeter, VoicePanel
+    from assistant.ui.widgets.voice import LevelMeter, VoicePanel
 
     clip = next(c for c in reference_clips() if c.id == "shopping")
     app = _host(
@@ -452,7 +452,7 @@ async def test_voice_panel_shows_level_and_live_text_then_posts_the_final_text(t
 async def test_voice_panel_reports_a_missing_microphone_in_one_line() -> None:
     from _ui_helpers import wait_until as ui_wait_until
 
-    from assistant.ui.voice import VoicePanel
+    from assistant.ui.widgets.voice import VoicePanel
 
     def no_mic() -> Any:
         raise AssistantError("no microphone found", "plug one in")

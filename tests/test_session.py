@@ -10,9 +10,9 @@ import pytest
 
 from assistant.chat import ChatOptions, Chunk
 from assistant.engine import LlamaEngine
-from assistant.llama import llama_thread
 from assistant.errors import AssistantError
 from assistant.history import History
+from assistant.llama import llama_thread
 from assistant.session import ChatSession
 
 from conftest import SMOL

@@ -16,21 +16,21 @@ from textual.widgets._footer import FooterKey
 from assistant import config
 from assistant.errors import AssistantError
 from assistant.history import History
-from assistant.ui.app import (
-    SETTLE_TIMEOUT,
+from assistant.ui.app import AssistantApp
+from assistant.ui.pacing import (
     STREAM_CPU_SHARE_BUSY,
     STREAM_CPU_SHARE_SPARE,
     STREAM_INTERVAL_MAX,
     STREAM_INTERVAL_MIN,
-    AssistantApp,
-    KeyFooter,
     stream_cpu_share,
 )
-from assistant.ui.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
-from assistant.ui.first_run import FirstRunScreen
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.sidebar import ChatList, Sidebar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.screens.first_run import FirstRunScreen
+from assistant.ui.widgets.chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn
+from assistant.ui.widgets.conversation import SETTLE_TIMEOUT
+from assistant.ui.widgets.footer import KeyFooter
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.sidebar import ChatList, Sidebar
+from assistant.ui.widgets.status_bar import StatusBar
 
 from conftest import run_cli
 
@@ -55,7 +55,7 @@ async def send(pilot: Any, text: str) -> None:
 
 async def finished(pilot: Any) -> None:
     app: AssistantApp = pilot.app
-    await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply to finish")
+    await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply to finish")
 
 
 def stored_messages() -> list[Any]:
@@ -326,7 +326,7 @@ async def test_first_run_download_failure_lets_the_user_retry() -> None:
 
 
 async def test_benchmarks_screen_opens_and_closes(engine: ScriptedEngine) -> None:
-    from assistant.ui.bench_screen import BenchScreen
+    from assistant.ui.screens.bench_screen import BenchScreen
 
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -485,8 +485,8 @@ async def test_replies_are_read_aloud_when_enabled(engine: ScriptedEngine, monke
 
 
 async def test_dictation_fills_the_prompt_and_can_send(engine: ScriptedEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assistant.ui.app import DictationPanel
-    from assistant.ui.voice import VoicePanel
+    from assistant.ui.widgets.conversation import DictationPanel
+    from assistant.ui.widgets.voice import VoicePanel
 
     toggled: list[bool] = []
     monkeypatch.setattr(DictationPanel, "toggle", lambda self: toggled.append(True))
@@ -515,7 +515,7 @@ async def test_dictation_fills_the_prompt_and_can_send(engine: ScriptedEngine, m
 
 
 async def test_dictation_worker_crash_reaches_the_one_error_handler(engine: ScriptedEngine) -> None:
-    from assistant.ui.app import DictationPanel
+    from assistant.ui.widgets.conversation import DictationPanel
 
     def no_audio() -> Any:
         raise RuntimeError("audio device vanished")
@@ -541,23 +541,23 @@ def test_streaming_pace_follows_what_updates_cost(engine: ScriptedEngine, monkey
     cores = len(os.sched_getaffinity(0))
     assert stream_cpu_share(cores) == STREAM_CPU_SHARE_BUSY
     assert stream_cpu_share(cores - 1) == STREAM_CPU_SHARE_SPARE
-    app._stream_share = STREAM_CPU_SHARE_BUSY
-    app._pace_stream()  # the first update: nothing measured yet
-    assert app.stream_interval == STREAM_INTERVAL_MIN
+    app.conversation.pacer.share = STREAM_CPU_SHARE_BUSY
+    app.conversation.pacer.pace()  # the first update: nothing measured yet
+    assert app.conversation.pacer.interval == STREAM_INTERVAL_MIN
     spent = (STREAM_INTERVAL_MIN + STREAM_INTERVAL_MAX) / 2 * STREAM_CPU_SHARE_BUSY  # paces inside [MIN, MAX]
     clock[0] += spent  # what the UI thread spent on the last update
-    app._pace_stream()
-    assert app.stream_interval == pytest.approx(spent / STREAM_CPU_SHARE_BUSY)
-    app._stream_share = STREAM_CPU_SHARE_SPARE  # a spare core: the same cost paces faster, down to MIN
+    app.conversation.pacer.pace()
+    assert app.conversation.pacer.interval == pytest.approx(spent / STREAM_CPU_SHARE_BUSY)
+    app.conversation.pacer.share = STREAM_CPU_SHARE_SPARE  # a spare core: the same cost paces faster, down to MIN
     clock[0] += spent
-    app._pace_stream()
-    assert app.stream_interval == STREAM_INTERVAL_MIN
-    app._stream_share = STREAM_CPU_SHARE_BUSY
+    app.conversation.pacer.pace()
+    assert app.conversation.pacer.interval == STREAM_INTERVAL_MIN
+    app.conversation.pacer.share = STREAM_CPU_SHARE_BUSY
     clock[0] += STREAM_INTERVAL_MAX  # an update that cost half a second: the pace stops at MAX
-    app._pace_stream()
-    assert app.stream_interval == STREAM_INTERVAL_MAX
-    app._pace_stream()  # nothing spent since: back to MIN
-    assert app.stream_interval == STREAM_INTERVAL_MIN
+    app.conversation.pacer.pace()
+    assert app.conversation.pacer.interval == STREAM_INTERVAL_MAX
+    app.conversation.pacer.pace()  # nothing spent since: back to MIN
+    assert app.conversation.pacer.interval == STREAM_INTERVAL_MIN
 
 
 @pytest.mark.parametrize(("interval", "posts"), [(0.0, "every chunk"), (3600.0, "first, then the rest")])
@@ -567,10 +567,10 @@ async def test_streamed_batches_keep_every_chunk_once_in_order(
     """The pump batches chunks by the pace: every chunk posted on its own when the interval is 0; with an
     interval nothing reaches, the first chunk at once and the rest in one batch when the reply ends. Either
     way the reply holds every chunk exactly once, in order, and the token count is the chunk count."""
-    from assistant.ui import app as app_module
+    from assistant.ui import pacing
 
-    monkeypatch.setattr(app_module, "STREAM_INTERVAL_MIN", interval)
-    monkeypatch.setattr(app_module, "STREAM_INTERVAL_MAX", interval)
+    monkeypatch.setattr(pacing, "STREAM_INTERVAL_MIN", interval)
+    monkeypatch.setattr(pacing, "STREAM_INTERVAL_MAX", interval)
     chunks = [f"w{i} " for i in range(40)]
     engine.enqueue(*chunks)
     batches: list[tuple[str, int]] = []
@@ -606,7 +606,7 @@ async def test_keys_are_handled_while_a_reply_streams(engine: ScriptedEngine) ->
         await wait_until(pilot, lambda: prompt.text == "next", "the typed keys in the prompt")
         await pilot.press("ctrl+b")
         await wait_until(pilot, lambda: app.screen.has_class("-sidebar-closed"), "the sidebar to close")
-        assert app.generating and app._reply is not None  # all of it before the reply ended
+        assert app.generating and app.conversation.reply is not None  # all of it before the reply ended
         await pilot.press("escape")
         await finished(pilot)
         assert prompt.text == "next"  # stopping the reply kept what was typed
@@ -673,10 +673,10 @@ async def test_reply_starts_once_the_turn_is_painted_without_waiting_out_the_tim
     """The generation worker waits for the UI to paint the new turn (Settle) before the model starts:
     that wait ends with the paint, in a new chat and in an existing one, never by SETTLE_TIMEOUT (set here
     to 30 s, beyond the 10 s ``finished`` waits, so a wait that only the timeout ended fails the test)."""
-    from assistant.ui import app as app_module
+    from assistant.ui.widgets import conversation
 
     assert SETTLE_TIMEOUT < 30
-    monkeypatch.setattr(app_module, "SETTLE_TIMEOUT", 30.0)
+    monkeypatch.setattr(conversation, "SETTLE_TIMEOUT", 30.0)
     events: list[str] = []
     stream = engine.stream
 

@@ -17,9 +17,9 @@ from textual.widgets import OptionList
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.chat_log import ChatLog, ReplyTurn, UserTurn
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ChatLog, ReplyTurn, UserTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.status_bar import StatusBar
 
 
 class SlowLoad:
@@ -76,7 +76,7 @@ async def test_enter_pressed_while_starting_sends_once_the_model_loads(engine: S
         assert engine.seen == []  # nothing reached the model: it is not loaded
         load.release()
         await wait_until(pilot, lambda: app.engine is not None, "the model to load")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply to finish")
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply to finish")
         assert app.query_one(ReplyTurn).text == "Paris."
         assert app.query_one(StatusBar).state == "ready"
         assert prompt.text == "and Spain"

@@ -10,9 +10,9 @@ from _ui_helpers import wait_until
 from assistant import config
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.chat_log import ReplyTurn
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ReplyTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.status_bar import StatusBar
 
 
 @pytest.mark.slow
@@ -29,7 +29,7 @@ async def test_real_model_answers_through_the_tui(installed_models: dict[str, An
         prompt = app.query_one(PromptBar)
         prompt.insert("What is the capital of France? Answer in one word.")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply", timeout=300)
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply", timeout=300)
         reply = app.query_one(ReplyTurn)
         assert "paris" in reply.text.lower()
         assert status.tokens_per_second and status.tokens_per_second > 0

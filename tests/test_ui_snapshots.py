@@ -15,7 +15,7 @@ from _ui_helpers import ScriptedEngine, first_run_shown, register_fake_model, wa
 
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.prompt_bar import PromptBar
+from assistant.ui.widgets.prompt_bar import PromptBar
 
 REPLY = (
     "Here is a function that adds two numbers:\n\n"
@@ -62,7 +62,7 @@ def converse(text: str, *, cancel: bool = False, keys: tuple[str, ...] = ()) -> 
             assert isinstance(engine, ScriptedEngine)
             await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
             await pilot.press("escape")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply")
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply")
         prompt.cursor_blink = False  # the app turns blinking back on when a reply ends: the shot must not catch a phase
         await pilot.press(*keys)
         await pilot.wait_for_scheduled_animations()

@@ -15,10 +15,10 @@ from textual.widgets import DataTable, Label
 from assistant.errors import AssistantError
 from assistant.history import History
 from assistant.ui.app import AssistantApp
-from assistant.ui.chat_log import ChatLog, NoticeView, UserTurn
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.sidebar import ChatList
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ChatLog, NoticeView, UserTurn
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.sidebar import ChatList
+from assistant.ui.widgets.status_bar import StatusBar
 
 MARKUP = ["[/] what does this tag mean?", "[link=https://example.com]click me[/link]", "[$accent]x [B]y[/B]"]
 CODES = "\x1b]8;;http://x\x07link\x1b]8;;\x07 \x1b[31mred\x9b2J"
@@ -93,7 +93,7 @@ async def test_a_markup_first_message_becomes_a_literal_title(engine: ScriptedEn
         prompt.focus()
         prompt.insert("[/] hi")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply to finish")
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply to finish")
         chat_list = app.query_one(ChatList)
         await wait_until(pilot, lambda: chat_list.option_count == 1, "the new chat listed")
         await pilot.pause()
@@ -117,7 +117,7 @@ async def test_control_codes_in_a_reply_and_a_notice_do_not_reach_the_screen(eng
         prompt.focus()
         prompt.insert(f"ask {CODES}")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: not app.generating and app._reply is None, "the reply to finish")
+        await wait_until(pilot, lambda: not app.generating and app.conversation.reply is None, "the reply to finish")
         log = app.query_one(ChatLog)
         user = shown(log.query_one(UserTurn).query_one(".body"))
         notice = shown(log.query_one(NoticeView))
@@ -181,7 +181,7 @@ async def test_a_stored_benchmark_run_with_hostile_text_is_shown_as_written() ->
 
     from assistant.bench import fingerprint, results
     from assistant.bench.results import Run
-    from assistant.ui.bench_screen import BenchScreen
+    from assistant.ui.screens.bench_screen import BenchScreen
 
     cpu = f"[/]cpu [link=https://example.com]x[/link] {CODES}"
     rows = [
@@ -233,7 +233,7 @@ async def test_a_first_run_download_failure_quoting_markup_and_progress_labels_s
 
 
 async def test_dictated_words_and_states_show_without_control_codes_or_markup(engine: ScriptedEngine) -> None:
-    from assistant.ui.voice import VoicePanel
+    from assistant.ui.widgets.voice import VoicePanel
 
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:

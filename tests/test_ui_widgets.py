@@ -9,9 +9,9 @@ from textual.app import App, ComposeResult
 from textual.widgets import Markdown
 
 import assistant.ui
-from assistant.ui.chat_log import ChatLog, ReplyTurn, code_blocks
-from assistant.ui.prompt_bar import PromptBar
-from assistant.ui.status_bar import StatusBar
+from assistant.ui.widgets.chat_log import ChatLog, ReplyTurn, code_blocks
+from assistant.ui.widgets.prompt_bar import PromptBar
+from assistant.ui.widgets.status_bar import StatusBar
 
 TCSS = Path(assistant.ui.__file__).parent / "app.tcss"
 

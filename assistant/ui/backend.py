@@ -3,15 +3,15 @@
 One ``ChatSession`` (history + engines) serves the whole app; ``History`` gives every thread its own
 SQLite connection, so workers can read and write while the UI thread never touches the database.
 The engine comes from ``engine_factory`` so tests can script it; the history is always the real one.
+Nothing here imports textual: the backend and what it returns are plain Python, usable without the UI.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from .messages import ChatSummary, StoredTurn
 
 if TYPE_CHECKING:
     from ..chat import CancelToken, ChatEngine, Chunk
@@ -20,6 +20,26 @@ if TYPE_CHECKING:
     from ..session import ChatSession
 
 EngineFactory = Callable[[str], "ChatEngine"]
+
+
+@dataclass
+class ChatSummary:
+    """What the sidebar needs to show one chat."""
+
+    id: int | str
+    title: str
+    model_id: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass
+class StoredTurn:
+    """One message as the chat view shows it (independent of the history module's row type)."""
+
+    role: str
+    content: str
+    partial: bool = False
+    notice: str | None = None
 
 
 def _summary(chat: Chat) -> ChatSummary:

@@ -1,38 +1,19 @@
 """Events the workers post back to the UI thread, named for what already happened (Harlequin style).
 
-Workers never touch widgets: they post one of these and the app applies it on the event loop.
+Workers never touch widgets: they post one of these to the widget or screen that started them, which
+applies it on the event loop; it then bubbles on to the app (which keeps the sidebar and answers ``Settle``).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 
 if TYPE_CHECKING:
     from ..chat import ChatEngine, Stats
-
-
-@dataclass
-class ChatSummary:
-    """What the sidebar needs to show one chat."""
-
-    id: int | str
-    title: str
-    model_id: str | None = None
-    updated_at: float = 0.0
-
-
-@dataclass
-class StoredTurn:
-    """One message as the chat view shows it (independent of the history module's row type)."""
-
-    role: str
-    content: str
-    partial: bool = False
-    notice: str | None = None
+    from .backend import ChatSummary, StoredTurn
 
 
 class ChatsListed(Message):
@@ -95,8 +76,9 @@ class ReplyStreamed(Message):
 class ReplyPainted(Message):
     """The frame showing a streamed batch has been painted (posted after the screen's next refresh).
 
-    A public hook for measuring what the user sees rather than what the engine produced:
-    ``benchmarks/tui.py`` times streaming speed from these. ``tokens`` is ``ReplyStreamed.tokens`` of the
+    A public hook for measuring what the user sees rather than what the engine produced: the conversation
+    posts it and it bubbles up to the app, where ``benchmarks/tui.py`` times streaming speed from these
+    (with ``AssistantApp.generating`` for the reply's end). ``tokens`` is ``ReplyStreamed.tokens`` of the
     batch now on screen; ``at`` is ``time.perf_counter()`` just after the paint."""
 
     def __init__(self, tokens: int, at: float) -> None:

@@ -217,7 +217,7 @@ async def test_esc_and_ctrl_q_work_while_a_template_renders(install, key: str) -
 
     from assistant import config
     from assistant.ui.app import AssistantApp
-    from assistant.ui.prompt_bar import PromptBar
+    from assistant.ui.widgets.prompt_bar import PromptBar
 
     model = install(HANG)
     settings = config.Settings.model_validate(

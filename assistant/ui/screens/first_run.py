@@ -19,8 +19,9 @@ from textual.screen import Screen
 from textual.widgets import Button, Label, ProgressBar, Static
 from textual.worker import Worker, get_current_worker
 
-from ..untrusted import clean
-from .messages import DownloadFinished, DownloadProgressed
+from ...untrusted import clean
+from ..messages import DownloadFinished, DownloadProgressed
+from ..workers import report_failure
 
 ProgressCallback = Callable[[int, "int | None", str], None]
 StarterPuller = Callable[[ProgressCallback, threading.Event], list[Any]]
@@ -29,7 +30,7 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress messages: smooth enough, che
 
 
 def default_puller(on_progress: ProgressCallback, cancel: threading.Event) -> list[Any]:
-    from .. import download
+    from ... import download
 
     return list(download.pull_starters(on_progress=on_progress, cancel=cancel))
 
@@ -105,8 +106,8 @@ class FirstRunScreen(Screen[bool]):
     def on_download_finished(self, message: DownloadFinished) -> None:
         self.dismiss(True)
 
-    def download_failed(self, error: str) -> None:
-        """Called by the app's worker-error handler: let the user try again."""
+    def _download_failed(self, error: str) -> None:
+        """Let the user try again (or resume, if they stopped it)."""
         self.query_one("#pull", Button).disabled = False
         stopped = self._cancel.is_set()
         self.query_one("#first-run-status", Label).update(
@@ -118,5 +119,7 @@ class FirstRunScreen(Screen[bool]):
         self._cancel.set()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Worker state messages do not bubble: hand them to the app's one failure handler.
-        self.app.handle_worker_state(event.worker, event.state)  # type: ignore[attr-defined]
+        # Worker state messages do not bubble: the screen reports its own download's failure.
+        error = report_failure(self, event)
+        if error is not None and event.worker.group == "download":
+            self._download_failed(error)

@@ -33,12 +33,12 @@ from textual.widget import Widget
 from textual.widgets import Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..untrusted import clean
+from ...untrusted import clean
 
 if TYPE_CHECKING:
-    from ..audio import AudioSource
-    from ..dictation import Dictation
-    from ..speech import Transcriber
+    from ...audio import AudioSource
+    from ...dictation import Dictation
+    from ...speech import Transcriber
 
 LEVEL_INTERVAL = 0.08  # at most ~12 meter updates a second: smooth, and the event loop stays free
 METER_CELLS = 12
@@ -185,8 +185,8 @@ class VoicePanel(Widget):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="dictation")
     def _dictate(self) -> None:
-        from ..dictation import Dictation, Final, Level, Partial
-        from ..errors import AssistantError
+        from ...dictation import Dictation, Final, Level, Partial
+        from ...errors import AssistantError
 
         worker = get_current_worker()
         source: AudioSource | None = None
@@ -232,15 +232,15 @@ class VoicePanel(Widget):
     def _open_source(self) -> AudioSource:
         if self._source_factory is not None:
             return self._source_factory()
-        from .. import config
-        from ..audio import MicrophoneSource
+        from ... import config
+        from ...audio import MicrophoneSource
 
         return MicrophoneSource(config.load().speech.input_device)
 
     def _load_transcriber(self) -> Transcriber:
         if self._transcriber_factory is not None:
             return self._transcriber_factory()
-        from ..speech import Transcriber
+        from ...speech import Transcriber
 
         return Transcriber.from_settings()
 
@@ -272,7 +272,7 @@ class VoicePanel(Widget):
         self.recording = True
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Finished, cancelled or failed: hide. (Errors still reach the app's one worker-error handler.)
+        # Finished, cancelled or failed: hide. (The host reports a failure: see widgets.conversation.DictationPanel.)
         if event.worker.group == "dictation" and event.state in (
             WorkerState.SUCCESS,
             WorkerState.ERROR,

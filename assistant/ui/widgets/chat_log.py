@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from textual.widgets import Markdown
 from textual.widgets import Label, Static
 
-from ..untrusted import clean
+from ...untrusted import clean
 
 # A fenced code block: ``` or ~~~ (3+), optional info string, body, the same fence closing it.
 _FENCE_RE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)

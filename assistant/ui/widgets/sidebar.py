@@ -8,8 +8,8 @@ from textual.message import Message
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from ..untrusted import clean
-from .messages import ChatSummary
+from ...untrusted import clean
+from ..backend import ChatSummary
 
 
 class ChatList(OptionList):

@@ -10,7 +10,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
 
-from ..untrusted import clean
+from ...untrusted import clean
 
 State = Literal["no model", "loading", "ready", "generating", "error"]
 

@@ -17,9 +17,10 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 from textual.worker import Worker
 
-from ..units import human_size
-from ..untrusted import plain
-from .messages import ModelsListed
+from ...units import human_size
+from ...untrusted import plain
+from ..messages import ModelsListed
+from ..workers import report_failure
 
 
 @dataclass
@@ -34,7 +35,7 @@ class ModelRow:
 
 def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
     """Blocking: reads the store (``inventory.installed``, which ``models list`` shows too). Call from a worker."""
-    from ..inventory import installed
+    from ...inventory import installed
 
     return [
         ModelRow(f.item.id, f.item.size_bytes, f.quant, f.verdict, f.need_bytes, f.item.id == current)
@@ -92,5 +93,5 @@ class ModelPicker(ModalScreen[str | None]):
         self.dismiss(None)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # Worker state messages do not bubble: hand them to the app's one failure handler.
-        self.app.handle_worker_state(event.worker, event.state)  # type: ignore[attr-defined]
+        # Worker state messages do not bubble: hand them to the one failure report.
+        report_failure(self, event)

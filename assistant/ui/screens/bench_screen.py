@@ -20,11 +20,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ..chat import CancelToken
-from ..untrusted import clean, plain
+from ... import errors
+from ...chat import CancelToken
+from ...untrusted import clean, plain
 
 if TYPE_CHECKING:
-    from ..bench.results import Run
+    from ...bench.results import Run
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages from the benchmark worker
 
@@ -102,13 +103,13 @@ class BenchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench-db")
     def _load(self, select: int | None = None) -> None:
-        from ..bench import results
+        from ...bench import results
 
         self.post_message(BenchRunsLoaded(results.history(50), select))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="bench")
     def _rerun(self, run: Run, cancel: CancelToken) -> None:
-        from ..bench import results, runner
+        from ...bench import results, runner
 
         worker = get_current_worker()
         ids = run.model_ids
@@ -164,9 +165,7 @@ class BenchScreen(Screen[None]):
         if event.worker.group not in ("bench", "bench-db"):
             return
         if event.state == WorkerState.ERROR:
-            from .app import one_line
-
-            text = one_line(event.worker.error)
+            text = errors.one_line(event.worker.error, typed=True)
             self._set_running(False)
             self.query_one("#bench-status", Label).update(f"failed: {clean(text, one_line=True)}")
             self.notify(text, title="benchmark", severity="error", timeout=8)
@@ -216,7 +215,7 @@ class BenchScreen(Screen[None]):
         return self.runs[self.index] if self.runs else None
 
     def _show(self) -> None:
-        from ..bench import report
+        from ...bench import report
 
         table = self.query_one("#bench-table", DataTable)
         table.clear(columns=True)
@@ -240,7 +239,7 @@ class BenchScreen(Screen[None]):
     def _show_plot(self) -> None:
         from rich.text import Text
 
-        from ..bench import plot
+        from ...bench import plot
 
         run = self.current
         widget = self.query_one("#bench-plot", Static)
