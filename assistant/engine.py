@@ -454,7 +454,7 @@ class LlamaEngine:
                 f"{self.model_id}: the prompt is {len(tokens)} tokens, the context holds {self._n_ctx}", "raise --ctx"
             )
 
-    def _generate(self, messages: list[Message], options: ChatOptions, cancel: CancelToken) -> Iterator[Chunk]:
+    def _generate(self, messages: list[Message], options: ChatOptions, cancel: CancelToken) -> Iterator[Chunk]:  # noqa: C901  split in #12 (engine helper)
         t0 = time.perf_counter()
         llm = self._llm
         plan = self.plan(messages, options, cancel)

@@ -322,7 +322,7 @@ def read(path: str | os.PathLike[str]) -> GGUFInfo:
         raise AssistantError(f"{p}: cannot read: {exc.strerror or exc}") from None
 
 
-def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
+def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:  # noqa: C901  split in #12 (engine helper)
     r = _Reader(buf, path)
     if size < 24:
         raise r.fail(f"only {size} bytes, smaller than a GGUF header")
