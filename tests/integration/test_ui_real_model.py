@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _ui_helpers import wait_until
 
 from assistant import config
 from assistant.history import History
@@ -13,6 +12,8 @@ from assistant.ui.app import AssistantApp
 from assistant.ui.widgets.chat_log import ReplyTurn
 from assistant.ui.widgets.prompt_bar import PromptBar
 from assistant.ui.widgets.status_bar import StatusBar
+
+from helpers.ui import wait_until
 
 
 @pytest.mark.slow

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _speech_helpers import parse_srt, parse_vtt, write_wav
 
 from assistant import tts
 from assistant.speech import normalize_text, reference_clips, word_error_rate
 
 from conftest import assert_one_line_error, cannot_run, run_cli
+from helpers.speech import parse_srt, parse_vtt, write_wav
 
 CLIPS = reference_clips()
 FOX, REMIND = CLIPS[0], CLIPS[1]

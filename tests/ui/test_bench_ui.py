@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _ui_helpers import wait_until
 from textual.app import App
 from textual.widgets import DataTable, Label, Static
 
@@ -14,6 +13,7 @@ from assistant.bench.results import Run
 from assistant.ui.screens.bench_screen import BenchScreen
 
 from conftest import WHISPER
+from helpers.ui import wait_until
 
 
 def _store(tag: str, tg: float) -> int:

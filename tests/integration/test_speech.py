@@ -7,16 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _speech_helpers import (
-    WER_THRESHOLD,
-    joined_clips,
-    parse_srt,
-    parse_vtt,
-    require_tools,
-    skip_unless,
-    write_m4a,
-    write_wav,
-)
 
 from assistant import tts
 from assistant.errors import AssistantError
@@ -38,6 +28,16 @@ from assistant.speech import (
 )
 
 from conftest import cannot_run, require_tool
+from helpers.speech import (
+    WER_THRESHOLD,
+    joined_clips,
+    parse_srt,
+    parse_vtt,
+    require_tools,
+    skip_unless,
+    write_m4a,
+    write_wav,
+)
 
 WHISPER = "whisper-tiny.en:int8"
 

@@ -1,7 +1,7 @@
 """The hub settings the README promises: ``models.hub_endpoint`` in config.toml points a pull at a mirror, and
 ``HF_HUB_OFFLINE=1`` is in the environment before huggingface-hub is first imported (it reads it once, then).
 
-Both run the real CLI in a fresh process against the local test hub (tests/hf_server.py).
+Both run the real CLI in a fresh process against the local test hub (tests/helpers/hf_server.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _pull_helpers import HUB_REPO, SMOL_FILE, cli_env, hub_catalog, make_hub_root, model_files, run_cli
-from hf_server import HubServer
+
+from helpers.hf_server import HubServer
+from helpers.pull import HUB_REPO, SMOL_FILE, cli_env, hub_catalog, make_hub_root, model_files, run_cli
 
 # Refuses connections: where $HF_ENDPOINT points when the test checks that config.toml wins over it.
 DEAD_ENDPOINT = "http://127.0.0.1:9"

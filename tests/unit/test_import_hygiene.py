@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "assistant"
+PACKAGE = Path(__file__).resolve().parents[2] / "assistant"
 HEADLESS = sorted(
     ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)
     for p in PACKAGE.rglob("*.py")

@@ -1,7 +1,7 @@
 """Hostile mirrors, leaked tokens, catalog entries that try to run code, damaged wheels, full disks.
 
 The cases of issue 10's "network and privacy" and "model files" categories that concern pulling. Every
-mirror here is ``tests/hf_server.py`` on 127.0.0.1 (its hostile knobs, and the ``Authorization`` header it
+mirror here is ``tests/helpers/hf_server.py`` on 127.0.0.1 (its hostile knobs, and the ``Authorization`` header it
 records); every model file is the real SmolLM2 starter (from its wheel), except the tiny file a hostile
 mirror announces. Each case checks the exit status, one clear ``error:`` line, and that nothing partial is
 left behind or installed.
@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from _pull_helpers import (
+
+from assistant import catalog, download, partial, wheels
+from assistant.errors import AssistantError
+from assistant.hub import RETRIES
+from assistant.store import Store
+
+from conftest import WHEEL_CACHE, assert_one_line_error, run_cli
+from helpers.hf_server import ENDLESS_CAP, HubServer
+from helpers.pull import (
     HUB_REPO,
     SMOL_FILE,
     SMOL_SHA,
@@ -35,14 +43,6 @@ from _pull_helpers import (
     partial_files,
     write_user_catalog,
 )
-from hf_server import ENDLESS_CAP, HubServer
-
-from assistant import catalog, download, partial, wheels
-from assistant.errors import AssistantError
-from assistant.hub import RETRIES
-from assistant.store import Store
-
-from conftest import WHEEL_CACHE, assert_one_line_error, run_cli
 
 HUB_ID = "smol-hub:q4_1"
 SMOL = "smollm2-135m-instruct:q4_1"

@@ -60,7 +60,7 @@ def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
 
 
 def _cli_commands() -> dict[str, click.Command]:
-    from assistant.cli import bench, chat, models, pull, settings, speech  # noqa: F401  (they register)
+    from assistant.cli import bench, chat, doctor, models, pull, settings, speech  # noqa: F401  (they register)
     from assistant.cli.root import cli
 
     return _commands(cli)

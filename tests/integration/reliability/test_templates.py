@@ -213,11 +213,11 @@ def _rendering() -> bool:
 @pytest.mark.parametrize("key", ["escape", "ctrl+q"])
 async def test_esc_and_ctrl_q_work_while_a_template_renders(install, key: str) -> None:
     """Esc used to do nothing and after Ctrl+Q the process never exited (the llama thread was stuck)."""
-    from _ui_helpers import wait_until as ui_wait_until
-
     from assistant import config
     from assistant.ui.app import AssistantApp
     from assistant.ui.widgets.prompt_bar import PromptBar
+
+    from helpers.ui import wait_until as ui_wait_until
 
     model = install(HANG)
     settings = config.Settings.model_validate(

@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _pull_helpers import (
+
+from conftest import wait_until
+from helpers.hf_server import HubServer
+from helpers.pull import (
     HUB_REPO,
     REPO,
     SMOL_FILE,
@@ -45,10 +48,7 @@ from _pull_helpers import (
     missing_command,
     write_user_catalog,
 )
-from hf_server import HubServer
-from test_virtual_mic import pulse_env  # noqa: F401  (a fixture: a private PulseAudio server for `say`)
-
-from conftest import wait_until
+from integration.test_virtual_mic import pulse_env  # noqa: F401  (a fixture: a private PulseAudio server for `say`)
 
 SMOL = "smollm2-135m-instruct:q4_1"
 WHISPER = "whisper-tiny.en:int8"
@@ -275,7 +275,7 @@ def test_the_guard_is_loaded(guard_dir: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from _pull_helpers import cli_env
+    from helpers.pull import cli_env
 
     log = tmp_path / "net.log"
     env = cli_env(tmp_path, NET_GUARD_LOG=str(log), NET_GUARD_MODE="record", PYTHONPATH=str(guard_dir))

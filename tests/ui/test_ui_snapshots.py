@@ -2,7 +2,7 @@
 
 Deterministic by construction: a scripted engine with fixed stats, chats created with fixed timestamps,
 the prompt's cursor blink off, and every shot taken after the reply has finished (no spinner, no toast).
-Update them with ``pytest tests/test_ui_snapshots.py --snapshot-update`` and look at the SVGs.
+Update them with ``pytest tests/ui/test_ui_snapshots.py --snapshot-update`` and look at the SVGs.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from _ui_helpers import ScriptedEngine, first_run_shown, register_fake_model, wait_until
 
 from assistant.history import History
 from assistant.ui.app import AssistantApp
 from assistant.ui.widgets.prompt_bar import PromptBar
+
+from helpers.ui import ScriptedEngine, first_run_shown, register_fake_model, wait_until
 
 REPLY = (
     "Here is a function that adds two numbers:\n\n"

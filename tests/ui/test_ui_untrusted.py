@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from _ui_helpers import FAKE_MODEL, ScriptedEngine, register_fake_model, wait_until
 from textual.command import CommandList, CommandPalette
 from textual.widgets import DataTable, Label
 
@@ -19,6 +18,8 @@ from assistant.ui.widgets.chat_log import ChatLog, NoticeView, UserTurn
 from assistant.ui.widgets.prompt_bar import PromptBar
 from assistant.ui.widgets.sidebar import ChatList
 from assistant.ui.widgets.status_bar import StatusBar
+
+from helpers.ui import FAKE_MODEL, ScriptedEngine, register_fake_model, wait_until
 
 MARKUP = ["[/] what does this tag mean?", "[link=https://example.com]click me[/link]", "[$accent]x [B]y[/B]"]
 CODES = "\x1b]8;;http://x\x07link\x1b]8;;\x07 \x1b[31mred\x9b2J"
@@ -213,7 +214,7 @@ async def test_a_stored_benchmark_run_with_hostile_text_is_shown_as_written() ->
 async def test_a_first_run_download_failure_quoting_markup_and_progress_labels_show_as_written() -> None:
     import threading
 
-    from _ui_helpers import first_run_shown
+    from helpers.ui import first_run_shown
 
     def puller(on_progress: Any, cancel: threading.Event) -> list[Any]:
         on_progress(1, 10, f"[/]file [link=https://example.com]x[/link].gguf {CODES}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _ui_helpers import wait_until
 from textual.app import App, ComposeResult
 from textual.widgets import Markdown
 
@@ -12,6 +11,8 @@ import assistant.ui
 from assistant.ui.widgets.chat_log import ChatLog, ReplyTurn, code_blocks
 from assistant.ui.widgets.prompt_bar import PromptBar
 from assistant.ui.widgets.status_bar import StatusBar
+
+from helpers.ui import wait_until
 
 TCSS = Path(assistant.ui.__file__).parent / "app.tcss"
 
