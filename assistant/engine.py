@@ -142,16 +142,30 @@ _ITEM, _ERROR, _DONE = 0, 1, 2
 llama_thread = LlamaThread()
 
 
+def _leave_stdio_alone(self: Any, disable: bool = True) -> None:
+    """Stands in for ``llama_cpp._utils.suppress_stdout_stderr.__init__``: always disabled (see below)."""
+    self.disable = True
+
+
 def _quiet_llama_logs() -> None:
     """Route llama.cpp's log through ``logging`` instead of stderr.
 
     llama-cpp-python maps ggml's log levels with an outdated enum (WARN arrives as ERROR), so even with
     ``verbose=False`` warnings such as "using full-size SWA cache" would land on the user's terminal.
+
+    With ``verbose=False`` it also silences stderr its own way while a model loads: it ``dup2()``s /dev/null
+    over file descriptors 1 and 2, for the whole process, from the loading thread. Whatever another thread
+    writes there meanwhile is lost: the TUI's screen (Textual paints to fd 2), so what it painted during a
+    load (a command palette closing, a chat opening) never reached the terminal and stayed stale until a
+    full repaint -- a screen that looked frozen. With the callback below nothing of llama.cpp's needs it.
     """
     global _log_callback
     if _log_callback is not None:
         return
     import llama_cpp
+    from llama_cpp import _utils
+
+    _utils.suppress_stdout_stderr.__init__ = _leave_stdio_alone  # type: ignore[method-assign]
 
     levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
     llama_log = logging.getLogger("assistant.llama_cpp")
