@@ -946,10 +946,17 @@ class AssistantApp(App[None]):
         if self._cancel is not None:
             self._cancel.cancel()  # the reply stops after this token and is stored as partial
         running = self._busy_workers()
+        if self._waiting is not None:  # sent while the model was loading: only the screen has it so far
+            text, self._waiting = self._waiting, None
+            running.append(self._keep_unsent(self._reply_chat, text))
         if running:
             with contextlib.suppress(asyncio.TimeoutError, WorkerFailed, WorkerCancelled):
                 await asyncio.wait_for(asyncio.gather(*(w.wait() for w in running)), QUIT_WAIT)
         self.exit()
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _keep_unsent(self, chat: ChatSummary | None, text: str) -> None:
+        self.backend.keep_unsent(chat.id if chat else None, text, self.model_id)
 
     def _busy_workers(self) -> list[Worker[Any]]:
         """Workers that use the engine: it must not be freed under them."""
