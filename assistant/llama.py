@@ -112,6 +112,11 @@ _sink: LogSink = _to_logging
 _callback: Any = None  # the installed ctypes callback, kept alive for the life of the process
 
 
+def _leave_stdio_alone(self: Any, disable: bool = True) -> None:
+    """Stands in for ``llama_cpp._utils.suppress_stdout_stderr.__init__``: always disabled (see log_to)."""
+    self.disable = True
+
+
 def log_to(sink: LogSink | None = None) -> None:
     """Route llama.cpp's log to ``sink`` (given), or else wherever it already goes (at first: ``logging``).
 
@@ -119,6 +124,13 @@ def log_to(sink: LogSink | None = None) -> None:
     and llama-cpp-python's own callback maps ggml's log levels with an outdated enum (WARN arrives as
     ERROR), so even with ``verbose=False`` warnings such as "using full-size SWA cache" would land on the
     user's terminal. A child process that parses the log (quantize, the LLM benchmark) passes its own sink.
+
+    With ``verbose=False`` llama-cpp-python also silences stderr its own way while a model loads: it
+    ``dup2()``s /dev/null over file descriptors 1 and 2, for the whole process, from the loading thread.
+    Whatever another thread writes there meanwhile is lost: the TUI's screen (Textual paints to fd 2), so
+    what it painted during a load (a command palette closing, a chat opening) never reached the terminal and
+    stayed stale until a full repaint -- a screen that looked frozen (issue 11). With this callback nothing
+    of llama.cpp's needs that, so it is switched off here.
     """
     global _sink, _callback
     if sink is not None:
@@ -126,6 +138,9 @@ def log_to(sink: LogSink | None = None) -> None:
     if _callback is not None:
         return
     import llama_cpp
+    from llama_cpp import _utils
+
+    _utils.suppress_stdout_stderr.__init__ = _leave_stdio_alone  # type: ignore[method-assign]
 
     @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
     def callback(level: int, text: bytes | None, user_data: ctypes.c_void_p) -> None:

@@ -511,6 +511,9 @@ class AssistantApp(App[None]):
     async def action_quit(self) -> None:
         self.conversation.cancel()  # the reply stops after this token and is stored as partial
         running = self._busy_workers()
+        unsent = self.conversation.keep_unsent()  # sent while the model was loading: only the screen has it
+        if unsent is not None:
+            running.append(unsent)
         if running:
             with contextlib.suppress(asyncio.TimeoutError, WorkerFailed, WorkerCancelled):
                 await asyncio.wait_for(asyncio.gather(*(w.wait() for w in running)), QUIT_WAIT)

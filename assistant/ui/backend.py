@@ -112,6 +112,13 @@ class Backend:
 
         return _summary(self.session.new_chat(model_id=model_id, title=title_from(first_message)))
 
+    def keep_unsent(self, chat_id: int | str | None, text: str, model_id: str | None) -> None:
+        """Store a message that never reached a model (the app quit while it waited for one), in its chat
+        or in a new one: nothing typed is lost. Reopened, the chat shows it unanswered."""
+        if chat_id is None:
+            chat_id = self.create_chat(text, model_id or self.settings.models.chat).id
+        self.session.history.add_message(int(chat_id), "user", text)
+
     def rename_chat(self, chat_id: int | str, title: str) -> None:
         self.session.history.rename(int(chat_id), title)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -44,3 +45,27 @@ async def test_real_model_answers_through_the_tui(installed_models: dict[str, An
         assert stored[1].completion_tokens and stored[1].finish_reason in ("stop", "length")
     finally:
         history.close()
+
+
+@pytest.mark.slow
+async def test_loading_the_model_leaves_the_terminal_to_the_screen(
+    installed_models: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Textual paints to file descriptor 2 from its writer thread. llama-cpp-python (verbose=False) used to
+    dup2() /dev/null over fds 1 and 2 while a model loaded, so every paint meanwhile went nowhere and those
+    regions stayed stale: a command palette closed during the load stayed drawn over the chat it had opened,
+    and keys seemed ignored (the "freeze" after a kill -9 restart, issue 11). The load must leave them alone."""
+    redirected: list[tuple[int, int]] = []
+    real_dup2 = os.dup2
+
+    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        if fd2 in (1, 2):
+            redirected.append((fd, fd2))
+        return real_dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    settings = config.Settings.model_validate({"runtime": {"context_size": 512, "threads": 1}})
+    app = AssistantApp(settings=settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine is not None, "SmolLM2 to load", timeout=300)
+    assert redirected == []

@@ -125,6 +125,28 @@ async def test_a_failed_load_puts_the_waiting_message_back(engine: ScriptedEngin
     assert chat_count() == 0
 
 
+async def test_a_message_waiting_for_the_model_is_stored_when_the_user_quits(engine: ScriptedEngine) -> None:
+    """Sent while the model loads, it lived only on screen: Ctrl+Q before the load ended lost it. Now it is
+    stored, unanswered, in a new chat named after it."""
+    load = SlowLoad(engine)
+    app = AssistantApp(engine_factory=load)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press(*"remember the milk", "enter")
+            await wait_until(pilot, lambda: bool(app.query(UserTurn)), "the message to show")
+            await wait_until(pilot, load.started.is_set, "the model load to start")
+            await pilot.press("ctrl+q")
+    finally:
+        load.release()  # only once the app has gone: the message never reaches a model
+    assert stored() == [("user", "remember the milk")]
+    history = History()
+    try:
+        assert [c.title for c in history.list_chats()] == ["remember the milk"]
+    finally:
+        history.close()
+    assert engine.seen == []
+
+
 async def test_without_a_model_enter_warns_and_keeps_the_text() -> None:
     # (This was already so; it guards that a message is only held while a model is on its way.)
     # Nothing installed: the first-run screen offers the starters; dismissed, there is no model coming.

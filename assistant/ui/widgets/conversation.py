@@ -370,6 +370,18 @@ class Conversation(Vertical):
         if self._speaker is not None:
             self._speaker.stop()
 
+    def keep_unsent(self) -> Worker[None] | None:
+        """On quit: a message sent while the model was loading exists only on screen so far; store it (in a
+        worker the app waits for) so nothing typed is lost. None when there is no such message."""
+        if self._waiting is None:
+            return None
+        text, self._waiting, self._waiting_turn = self._waiting, None, None
+        return self._keep_unsent(self._reply_chat, text)
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _keep_unsent(self, chat: ChatSummary | None, text: str) -> None:
+        self.host.backend.keep_unsent(chat.id if chat else None, text, None)  # the model it waited for
+
     def cancel(self) -> None:
         """Stop the reply after its current token; it is stored as partial (the app is quitting)."""
         if self._cancel is not None:
