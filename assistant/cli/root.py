@@ -27,3 +27,4 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 from . import doctor as _doctor  # noqa: E402, F401  (registers `assistant doctor` on the group above)
+from . import serve as _serve  # noqa: E402, F401  (registers `assistant serve` and `assistant ps`)
