@@ -90,7 +90,12 @@ async def _root() -> Any:
 
 async def _health(request: Request) -> dict[str, Any]:
     server = Server.of(request)
-    return {"status": "ok", "loaded": list(server.pool.chat), "generated": server.counters.get("generated", 0)}
+    return {
+        "status": "ok",
+        "loaded": list(server.pool.chat),
+        "in_flight": server.slots.held,
+        "generated": server.counters.get("generated", 0),
+    }
 
 
 async def _reap(pool: ModelPool) -> None:
