@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +29,9 @@ from .errors import APIError, from_domain
 from .guards import Guard, Slots
 from .pool import ModelPool
 from .reply import Server
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 # 25 MiB: OpenAI's own limit for an audio upload, and far more than any chat request needs.
 MAX_BODY = 25 * 1024 * 1024
@@ -45,6 +48,7 @@ class ServerConfig:
     queue: int = 8
     max_body: int = MAX_BODY
     max_loaded: int = 2
+    settings: Settings | None = None  # None: config.toml's (a benchmark passes its own threads and context)
 
 
 def state_file() -> Path:
@@ -60,7 +64,7 @@ def create_app(config: ServerConfig) -> Any:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings = settings_module.load()
+        settings = config.settings or settings_module.load()
         pool = ModelPool(settings, config.models, max_loaded=config.max_loaded)
         app.state.server = Server(pool, Slots(config.parallel, config.queue), settings, {})
         reaper = asyncio.create_task(_reap(pool))
@@ -101,7 +105,7 @@ async def _health(request: Request) -> dict[str, Any]:
 async def _reap(pool: ModelPool) -> None:
     while True:
         await asyncio.sleep(REAP_EVERY_S)
-        await asyncio.to_thread(pool.reap)
+        pool.reap()
 
 
 def _write_state(config: ServerConfig) -> None:

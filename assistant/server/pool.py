@@ -167,11 +167,13 @@ class ModelPool:
             self._unload(min(idle, key=lambda m: m.last_used))
 
     def _unload(self, loaded: Loaded) -> None:
+        """Forget it now (on the event loop, so no request picks it up again); free it in a helper thread, as
+        llama.cpp's free takes a moment and the event loop must not wait on the llama thread."""
         self.chat.pop(loaded.installed.id, None)
-        loaded.engine.close()
+        asyncio.get_running_loop().run_in_executor(None, loaded.engine.close)
 
     def reap(self, now: float | None = None) -> list[str]:
-        """Unload idle models past their keep_alive; returns their ids."""
+        """Unload idle models past their keep_alive; returns their ids. Runs on the event loop."""
         now = time.time() if now is None else now
         gone = [m for m in self.chat.values() if not m.busy and now >= m.expires_at]
         for loaded in gone:
@@ -227,8 +229,10 @@ class ModelPool:
             yield self._transcriber
 
     def close(self) -> None:
-        for loaded in list(self.chat.values()):
-            self._unload(loaded)
+        """Free everything (from a helper thread, at shutdown, once no request is left)."""
+        loaded, self.chat = list(self.chat.values()), {}
+        for item in loaded:
+            item.engine.close()
         from ..engine import llama_thread
 
         for llm in self._embedders.values():
