@@ -15,8 +15,6 @@ from ._common import emit_json, human_size
 from .root import cli
 
 DEFAULT_PORT = 11435  # next to Ollama's 11434, so both can run on one machine
-# Seconds uvicorn gives running replies on Ctrl+C before it cancels them (a cancelled reply stops at its token).
-GRACEFUL_S = 1
 
 
 def is_loopback(host: str) -> bool:
@@ -64,9 +62,7 @@ def serve(host: str, port: int, api_key: str | None, models: str | None, paralle
     """
     import logging
 
-    import uvicorn
-
-    from ..server.app import ServerConfig, create_app
+    from ..server.app import ServerConfig, run
 
     if not is_loopback(host) and not api_key:
         raise AssistantError(
@@ -84,23 +80,8 @@ def serve(host: str, port: int, api_key: str | None, models: str | None, paralle
     access.propagate = False
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"assistant serve: http://{shown}:{port} (OpenAI /v1, Ollama /api); Ctrl+C stops", err=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(config),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=GRACEFUL_S,
-            server_header=False,
-        )
-    )
-    try:
-        server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; for a server it is the normal way out
-        pass
-    if not server.started:
+    started = run(config)
+    if not started:
         raise AssistantError(f"could not listen on {shown}:{port}", "is the port in use? pick another with --port")
     click.echo("assistant serve: stopped", err=True)
 

@@ -86,6 +86,45 @@ def create_app(config: ServerConfig) -> Any:
     return Guard(app, api_key=config.api_key, max_body=config.max_body)
 
 
+# Seconds uvicorn waits for open responses on Ctrl+C; running replies were told to stop first, so this is only
+# for a stream whose client has stopped reading.
+GRACEFUL_S = 2
+
+
+def run(config: ServerConfig) -> bool:
+    """Serve until Ctrl+C (or SIGTERM); returns whether the server ever listened. On the signal, every running
+    reply is cancelled at once (it ends after its current token, its stream closed properly), then uvicorn
+    finishes the open responses and the lifespan unloads the models."""
+    import uvicorn
+
+    app = create_app(config)
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            server = getattr(app.app.state, "server", None)
+            if server is not None:
+                server.cancel_all()
+            super().handle_exit(sig, frame)
+
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=GRACEFUL_S,
+            server_header=False,
+        )
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled; for a server it is the normal way out
+        pass
+    return bool(server.started)
+
+
 async def _root() -> Any:
     from fastapi.responses import PlainTextResponse
 

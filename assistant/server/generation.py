@@ -30,7 +30,7 @@ TOP_K = 40
 MIN_P = 0.05
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     """What to generate: ``messages`` through the chat template, or ``prompt`` as raw text."""
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -35,6 +35,13 @@ class Server:
     slots: Slots
     settings: Settings
     counters: dict[str, int]  # generated tokens so far (all requests): a test watches it stop growing
+    jobs: set[Job] = field(default_factory=set)  # replies in progress, cancelled together on Ctrl+C
+
+    def cancel_all(self) -> None:
+        """Stop every running reply after its current token; each stream then ends properly (a final chunk and
+        [DONE]), so a client never sees a reply cut mid-message. Safe from a signal handler."""
+        for job in list(self.jobs):
+            job.cancel.cancel()
 
     @staticmethod
     def of(request: Request) -> Server:
@@ -74,6 +81,7 @@ class Reply:
             server.slots.release()
             raise
         request.state.model = loaded.installed.id
+        server.jobs.add(job)
         items = generation.stream(loaded.engine, loaded.lock, job)
         reply = cls(request, loaded, job, items)
         try:
@@ -87,6 +95,7 @@ class Reply:
         with contextlib.suppress(BaseException):
             await self.items.aclose()  # type: ignore[attr-defined]
         server = Server.of(self.request)
+        server.jobs.discard(self.job)
         server.slots.release()
         server.pool.release(self.loaded)
         state = self.request.state

@@ -5,6 +5,7 @@ replies, and ``keep_alive: 0`` unloads the model after the request."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,3 +90,21 @@ def test_concurrent_clients_get_the_single_client_replies(server: Served) -> Non
     done = [r.json()["choices"][0]["message"]["content"] for r in responses if r.status_code == 200]
     assert len(done) >= 4 and set(done) == {alone}
     assert _health(server)["in_flight"] == 0
+
+
+def test_ctrl_c_ends_running_streams_cleanly(serve_home: Path) -> None:  # noqa: F811
+    """Ctrl+C mid-reply: the reply stops at its current token and its stream still ends properly (a final chunk
+    and [DONE]); the server exits 0 with no traceback and removes its state file."""
+    served = start(serve_home, key=None)
+    with httpx.stream("POST", served.url + "/v1/chat/completions", json=_chat(900, stream=True), timeout=600) as s:
+        lines = s.iter_lines()
+        while '"content": ""' in (line := next(lines)) or not line.startswith("data: {"):
+            pass  # until the reply is streaming
+        served.process.send_signal(signal.SIGINT)
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]", rest[-3:]
+    finish = json.loads(rest[-2][6:])["choices"][0]["finish_reason"]
+    assert finish == "stop" and len(rest) < 900
+    assert served.process.wait(timeout=120) == 0
+    log = served.log.read_text()
+    assert "Traceback" not in log and "ERROR" not in log and "stopped" in log, log
