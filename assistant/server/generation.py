@@ -155,7 +155,8 @@ def _run_raw(engine: LlamaEngine, job: Job, tokens: list[int], emit: Callable[[s
     try:
         for part in stream:
             choice = part["choices"][0]
-            usage.completion_tokens += 1 if choice["text"] or not choice["finish_reason"] else 0
+            if choice["text"]:  # one chunk per token (a character split over tokens arrives whole, once)
+                usage.completion_tokens += 1
             text = cutter.feed(choice["text"])
             if text:
                 emit(text)

@@ -39,20 +39,21 @@ async def version() -> dict[str, str]:
     return {"version": __version__}
 
 
+def _parameter_size(params: Any) -> str:
+    """Ollama's way: "135M", "1.7B"."""
+    if not isinstance(params, int | float) or params <= 0:
+        return ""
+    return f"{params / 1e6:.0f}M" if params < 1e9 else f"{params / 1e9:.1f}B"
+
+
 def _details(info: dict[str, Any], quant: str) -> dict[str, Any]:
     family = str(info.get("architecture") or "")
-    params = info.get("parameters")
-    size = (
-        f"{params / 1e6:.0f}M"
-        if isinstance(params, int | float) and params < 1e9
-        else (f"{params / 1e9:.1f}B" if isinstance(params, int | float) else "")
-    )
     return {
         "parent_model": "",
         "format": "gguf",
         "family": family,
         "families": [family] if family else None,
-        "parameter_size": size,
+        "parameter_size": _parameter_size(info.get("parameters")),
         "quantization_level": quant.upper(),
     }
 
