@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
 from .. import __version__
 from ..chat import Message
@@ -197,7 +196,7 @@ async def _answer(request: Request, body: OllamaBase, job: Job, *, chat: bool) -
             return
         yield json.dumps(final("")) + "\n"
 
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return reply.response(lines(), "application/x-ndjson")
 
 
 @router.post("/embed")

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
 from .errors import APIError
 from .generation import Job, json_grammar
@@ -89,7 +88,7 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any
     rid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if body.stream:
         usage = body.stream_options is not None and body.stream_options.include_usage
-        return StreamingResponse(_chat_stream(reply, rid, usage), media_type="text/event-stream")
+        return reply.response(_chat_stream(reply, rid, usage), "text/event-stream")
     text = await reply.collect()
     return {
         "id": rid,
@@ -135,7 +134,7 @@ async def completions(request: Request, body: CompletionRequest) -> Any:
     rid = f"cmpl-{uuid.uuid4().hex[:24]}"
     head = {"id": rid, "object": "text_completion", "created": reply.created, "model": reply.model_id}
     if body.stream:
-        return StreamingResponse(_completion_stream(reply, head, body), media_type="text/event-stream")
+        return reply.response(_completion_stream(reply, head, body), "text/event-stream")
     text = await reply.collect()
     choice = {
         "text": (body.prompt if body.echo else "") + text,

@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from ..chat import ChatOptions
 from . import generation
@@ -69,6 +71,7 @@ class Reply:
         self.usage = Usage()
         self.parts: list[str] = []
         self.first: str | Usage | None = None
+        self._released = False
 
     @classmethod
     async def open(cls, request: Request, model: str, job: Job, keep_alive: float | str | None = None) -> Reply:
@@ -92,6 +95,9 @@ class Reply:
         return reply
 
     async def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
         with contextlib.suppress(BaseException):
             await self.items.aclose()  # type: ignore[attr-defined]
         server = Server.of(self.request)
@@ -100,6 +106,11 @@ class Reply:
         server.pool.release(self.loaded)
         state = self.request.state
         state.tokens_in, state.tokens_out = self.usage.prompt_tokens, self.usage.completion_tokens
+
+    def response(self, body: AsyncIterator[str], media_type: str) -> StreamingResponse:
+        """A streaming response over ``body`` (which iterates ``pieces``) that frees the slot and the model even if
+        the client leaves before the stream starts (then ``body`` never runs, and neither would its cleanup)."""
+        return StreamingResponse(body, media_type=media_type, background=BackgroundTask(self._release))
 
     async def pieces(self) -> AsyncIterator[str]:
         """The reply's text as it comes; frees the slot and the model when done or abandoned."""
