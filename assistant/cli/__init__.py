@@ -73,6 +73,7 @@ def _run_command(args: list[str]) -> None:
     from . import doctor as _doctor  # noqa: F401
     from . import models as _models  # noqa: F401
     from . import pull as _pull  # noqa: F401
+    from . import serve as _serve  # noqa: F401
     from . import settings as _settings  # noqa: F401
     from . import speech as _speech  # noqa: F401
     from .root import cli

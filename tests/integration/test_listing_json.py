@@ -32,6 +32,7 @@ NO_JSON = {
     "chats rm": "deletes chats",
     "models use": "sets a default",
     "say": "speaks, or writes a WAV",
+    "serve": "runs the API server (its output is the access log)",
     "talk": "a spoken conversation",
 }
 
@@ -60,7 +61,7 @@ def _commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
 
 
 def _cli_commands() -> dict[str, click.Command]:
-    from assistant.cli import bench, chat, doctor, models, pull, settings, speech  # noqa: F401  (they register)
+    from assistant.cli import bench, chat, doctor, models, pull, serve, settings, speech  # noqa: F401  (they register)
     from assistant.cli.root import cli
 
     return _commands(cli)
@@ -155,6 +156,10 @@ def _doctor(out: Any, data: Data) -> None:
     assert any(SMOL in c["name"] for c in models), models
 
 
+def _ps(out: Any, data: Data) -> None:
+    assert out == {"server": None, "pid": None, "models": []}  # no server runs here (tests/integration run one)
+
+
 # Listing command -> its arguments (without --json) and what its JSON must hold.
 LISTING: dict[str, tuple[Callable[[Data], list[str]], Check]] = {
     "models list": (lambda d: [], _models_list),
@@ -169,6 +174,7 @@ LISTING: dict[str, tuple[Callable[[Data], list[str]], Check]] = {
     "config": (lambda d: [], _config),
     "paths": (lambda d: [], _paths),
     "doctor": (lambda d: [], _doctor),
+    "ps": (lambda d: [], _ps),
     # `dictate --list-devices --json` lists the microphones: checked below with its flag
 }
 
