@@ -188,7 +188,7 @@ class ModelPool:
             llm = self._embedders.get(item.id)
             if llm is None:
                 llm = self._embedders[item.id] = await asyncio.to_thread(self._load_embedder, item)
-        from ..engine import llama_thread
+        from ..llama import llama_thread
 
         return await asyncio.to_thread(llama_thread.call, _embed, llm, texts)
 
@@ -196,7 +196,8 @@ class ModelPool:
         """A second ``Llama`` over the same file in embedding mode (a chat context cannot also pool)."""
         import llama_cpp
 
-        from ..engine import check_fit, llama_thread
+        from ..engine import check_fit
+        from ..llama import llama_thread
         from ..gguf import read
 
         check_fit(read(item.path), EMBED_CTX, EMBED_CTX, item.id)
@@ -233,7 +234,7 @@ class ModelPool:
         loaded, self.chat = list(self.chat.values()), {}
         for item in loaded:
             item.engine.close()
-        from ..engine import llama_thread
+        from ..llama import llama_thread
 
         for llm in self._embedders.values():
             with contextlib.suppress(Exception):
