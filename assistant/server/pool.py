@@ -197,8 +197,8 @@ class ModelPool:
         import llama_cpp
 
         from ..engine import check_fit
-        from ..llama import llama_thread
         from ..gguf import read
+        from ..llama import llama_thread
 
         check_fit(read(item.path), EMBED_CTX, EMBED_CTX, item.id)
         return llama_thread.call(
