@@ -110,7 +110,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     folder = path.parent
     try:
         if not folder.is_dir():
-            raise AssistantError(f"{folder}: no such folder", "create it first or pick another path")
+            raise AssistantError(f"{path}: no such folder {folder}", "create it first or pick another path")
         if path.exists() and not path.is_file():
             raise AssistantError(f"{path}: not a regular file", "write to a new file name")
     except OSError as exc:  # a folder on the way that cannot be looked into
