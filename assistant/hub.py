@@ -298,7 +298,7 @@ class HubPull:
         meta = file_metadata(endpoint, source.hub, repo_file, source.revision, token=token)
         size = self._bounded_size(meta["size"], base, total, repo_file, endpoint)
         expected = expected_sha or lfs_sha256(meta["etag"])
-        total = total or (base + size if size is not None else None)
+        total = total or base + size
         paths.ensure(part.parent)
         side = sidecar(part)
         wanted = {"url": meta["url"], "etag": meta["etag"], "size": size, "commit": meta["commit"]}
