@@ -49,6 +49,7 @@ class ServerConfig:
     max_body: int = MAX_BODY
     max_loaded: int = 2
     settings: Settings | None = None  # None: config.toml's (a benchmark passes its own threads and context)
+    cors: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off, as by default)
 
 
 def state_file() -> Path:
@@ -59,7 +60,9 @@ def state_file() -> Path:
 
 
 def create_app(config: ServerConfig) -> Any:
-    """The ASGI app: FastAPI wrapped in ``Guard`` (API key, body limit, access log)."""
+    """The ASGI app: FastAPI wrapped in ``Guard`` (API key, body limit, access log), and with ``--cors`` in
+    Starlette's CORS middleware outside that: a browser's preflight (an OPTIONS request that never carries the
+    key) is answered for the named origins only, and every real request still passes the key check."""
     from .. import config as settings_module
 
     @contextlib.asynccontextmanager
@@ -83,7 +86,18 @@ def create_app(config: ServerConfig) -> Any:
     app.add_api_route("/", _root, methods=["GET", "HEAD"])
     app.add_api_route("/health", _health, methods=["GET"])
     _install_handlers(app)
-    return Guard(app, api_key=config.api_key, max_body=config.max_body)
+    guarded = Guard(app, api_key=config.api_key, max_body=config.max_body)
+    if not config.cors:
+        return guarded
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        guarded,
+        allow_origins=list(config.cors),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
 
 
 # Seconds uvicorn waits for open responses on Ctrl+C; running replies were told to stop first, so this is only
