@@ -62,8 +62,16 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     metavar="ORIGIN",
     help="Let web pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable. Off by default.",
 )
+@click.option("--save", is_flag=True, help="Store API conversations in the chat history ('assistant chats').")
 def serve(
-    host: str, port: int, api_key: str | None, models: str | None, parallel: int, queue: int, cors: tuple[str, ...]
+    host: str,
+    port: int,
+    api_key: str | None,
+    models: str | None,
+    parallel: int,
+    queue: int,
+    cors: tuple[str, ...],
+    save: bool,
 ) -> None:
     """Serve the installed models over HTTP: OpenAI's API under /v1, Ollama's under /api.
 
@@ -87,6 +95,7 @@ def serve(
         parallel=parallel,
         queue=queue,
         cors=_origins(cors),
+        save=save,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))

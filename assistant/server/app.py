@@ -29,6 +29,7 @@ from .errors import APIError, from_domain
 from .guards import Guard, Slots
 from .pool import ModelPool
 from .reply import Server
+from .saving import Saver
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -49,6 +50,7 @@ class ServerConfig:
     max_body: int = MAX_BODY
     max_loaded: int = 2
     settings: Settings | None = None  # None: config.toml's (a benchmark passes its own threads and context)
+    save: bool = False  # --save: API conversations are stored in the chat history
     cors: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off, as by default)
 
 
@@ -69,7 +71,8 @@ def create_app(config: ServerConfig) -> Any:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = config.settings or settings_module.load()
         pool = ModelPool(settings, config.models, max_loaded=config.max_loaded)
-        app.state.server = Server(pool, Slots(config.parallel, config.queue), settings, {})
+        saver = Saver() if config.save else None
+        app.state.server = Server(pool, Slots(config.parallel, config.queue), settings, {}, saver=saver)
         reaper = asyncio.create_task(_reap(pool))
         _write_state(config)
         try:
@@ -78,6 +81,8 @@ def create_app(config: ServerConfig) -> Any:
             reaper.cancel()
             _remove_state()
             await asyncio.to_thread(pool.close)
+            if saver is not None:
+                saver.close()
 
     app = FastAPI(title="assistant", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(openai_routes.router)

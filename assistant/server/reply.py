@@ -19,11 +19,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from ..chat import ChatOptions
+from ..chat import ChatOptions, Message, Stats
 from . import generation
 from .generation import Job, Usage
 from .guards import Slots
 from .pool import Loaded, ModelPool
+from .saving import Saver
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -38,6 +39,7 @@ class Server:
     settings: Settings
     counters: dict[str, int]  # generated tokens so far (all requests): a test watches it stop growing
     jobs: set[Job] = field(default_factory=set)  # replies in progress, cancelled together on Ctrl+C
+    saver: Saver | None = None  # --save: finished replies go to the chat history
 
     def cancel_all(self) -> None:
         """Stop every running reply after its current token; each stream then ends properly (a final chunk and
@@ -71,6 +73,7 @@ class Reply:
         self.usage = Usage()
         self.parts: list[str] = []
         self.first: str | Usage | None = None
+        self.completed = False  # the reply reached its end (not cut by a disconnect or Ctrl+C)
         self._released = False
 
     @classmethod
@@ -106,6 +109,23 @@ class Reply:
         server.pool.release(self.loaded)
         state = self.request.state
         state.tokens_in, state.tokens_out = self.usage.prompt_tokens, self.usage.completion_tokens
+        if server.saver is not None and (
+            self.parts or self.completed
+        ):  # a request refused before any text is not a chat
+            await self._save(server.saver)
+
+    async def _save(self, saver: Saver) -> None:
+        """``--save``: the request's messages and this reply, as a chat (see ``server.saving``)."""
+        job = self.job
+        messages = job.messages if job.messages is not None else [Message("user", job.prompt or "")]
+        usage = self.usage
+        stats = Stats(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            finish_reason="length" if usage.finish_reason == "length" else "stop" if self.completed else "cancelled",
+        )
+        text = "".join(self.parts)
+        await asyncio.to_thread(saver.save, self.model_id, messages, text, stats, partial=not self.completed)
 
     def response(self, body: AsyncIterator[str], media_type: str) -> StreamingResponse:
         """A streaming response over ``body`` (which iterates ``pieces``) that frees the slot and the model even if
@@ -120,6 +140,7 @@ class Reply:
             while True:
                 if isinstance(item, Usage):
                     self.usage = item
+                    self.completed = not self.job.cancel.cancelled
                     return
                 if item:
                     self.parts.append(item)
