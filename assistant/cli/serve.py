@@ -62,6 +62,14 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     metavar="ORIGIN",
     help="Let web pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable. Off by default.",
 )
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a reply may generate; past that it ends as if max_tokens were reached.",
+)
 @click.option("--save", is_flag=True, help="Store API conversations in the chat history ('assistant chats').")
 def serve(
     host: str,
@@ -71,6 +79,7 @@ def serve(
     parallel: int,
     queue: int,
     cors: tuple[str, ...],
+    timeout_s: float,
     save: bool,
 ) -> None:
     """Serve the installed models over HTTP: OpenAI's API under /v1, Ollama's under /api.
@@ -96,6 +105,7 @@ def serve(
         queue=queue,
         cors=_origins(cors),
         save=save,
+        timeout_s=timeout_s,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -103,6 +113,9 @@ def serve(
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     access.propagate = False
+    problems = logging.getLogger("assistant.serve")  # what the server could not do (a reply it could not save...)
+    problems.addHandler(handler)
+    problems.setLevel(logging.WARNING)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"assistant serve: http://{shown}:{port} (OpenAI /v1, Ollama /api); Ctrl+C stops", err=True)
     started = run(config)

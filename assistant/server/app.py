@@ -50,6 +50,7 @@ class ServerConfig:
     max_body: int = MAX_BODY
     max_loaded: int = 2
     settings: Settings | None = None  # None: config.toml's (a benchmark passes its own threads and context)
+    timeout_s: float | None = 600.0  # --timeout: the longest a reply may generate (None: no limit)
     save: bool = False  # --save: API conversations are stored in the chat history
     cors: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off, as by default)
 
@@ -72,7 +73,9 @@ def create_app(config: ServerConfig) -> Any:
         settings = config.settings or settings_module.load()
         pool = ModelPool(settings, config.models, max_loaded=config.max_loaded)
         saver = Saver() if config.save else None
-        app.state.server = Server(pool, Slots(config.parallel, config.queue), settings, {}, saver=saver)
+        app.state.server = Server(
+            pool, Slots(config.parallel, config.queue), settings, {}, saver=saver, timeout_s=config.timeout_s
+        )
         reaper = asyncio.create_task(_reap(pool))
         _write_state(config)
         try:

@@ -40,6 +40,7 @@ class Server:
     counters: dict[str, int]  # generated tokens so far (all requests): a test watches it stop growing
     jobs: set[Job] = field(default_factory=set)  # replies in progress, cancelled together on Ctrl+C
     saver: Saver | None = None  # --save: finished replies go to the chat history
+    timeout_s: float | None = None  # --timeout: a reply generating longer is cut there (finish_reason "length")
 
     def cancel_all(self) -> None:
         """Stop every running reply after its current token; each stream then ends properly (a final chunk and
@@ -74,6 +75,8 @@ class Reply:
         self.parts: list[str] = []
         self.first: str | Usage | None = None
         self.completed = False  # the reply reached its end (not cut by a disconnect or Ctrl+C)
+        self.timed_out = False
+        self._timer: asyncio.TimerHandle | None = None
         self._released = False
 
     @classmethod
@@ -95,12 +98,21 @@ class Reply:
         except BaseException:
             await reply._release()
             raise
+        if server.timeout_s is not None:  # from the first piece: the prompt is bounded by the context already
+            reply._timer = asyncio.get_running_loop().call_later(server.timeout_s, reply._time_out)
         return reply
+
+    def _time_out(self) -> None:
+        """--timeout: stop after the current token; the reply so far is the answer, cut as by max_tokens."""
+        self.timed_out = True
+        self.job.cancel.cancel()
 
     async def _release(self) -> None:
         if self._released:
             return
         self._released = True
+        if self._timer is not None:
+            self._timer.cancel()
         with contextlib.suppress(BaseException):
             await self.items.aclose()  # type: ignore[attr-defined]
         server = Server.of(self.request)
@@ -140,7 +152,9 @@ class Reply:
             while True:
                 if isinstance(item, Usage):
                     self.usage = item
-                    self.completed = not self.job.cancel.cancelled
+                    if self.timed_out:
+                        item.finish_reason = "length"
+                    self.completed = self.timed_out or not self.job.cancel.cancelled
                     return
                 if item:
                     self.parts.append(item)

@@ -7,7 +7,9 @@ messages are an earlier saved exchange plus one new message continues that chat 
 its reply are added) instead of storing the conversation again; the server remembers the exchanges it saved
 while it runs (a restarted server starts new chats).
 
-Writes run in a worker thread (``asyncio.to_thread``); a failure to save is logged, never the client's error.
+A reply is stored as it ends, before the response's last bytes (a stream's ``[DONE]``), so a client that has the
+whole reply finds it in ``assistant chats``. Writes run in a worker thread (``asyncio.to_thread``); a failure
+to save is logged, never the client's error.
 """
 
 from __future__ import annotations

@@ -6,36 +6,16 @@ Real server, real SmolLM2, the official ``openai`` client; the history is read b
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from conftest import run_cli
-from helpers.serve import SMOL, Served, make_home, start
+from helpers.serve import SMOL, fresh_home, serving  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def fresh_home(starter_files: dict[str, Path], tmp_path: Path) -> Path:
-    return make_home(tmp_path, starter_files)
-
-
-@pytest.fixture
-def serving(fresh_home: Path) -> Iterator[Any]:
-    started: list[Served] = []
-
-    def run(*args: str) -> openai.OpenAI:
-        served = start(fresh_home, *args, key=None)
-        started.append(served)
-        return openai.OpenAI(base_url=served.url + "/v1", api_key="-", max_retries=0, timeout=600)
-
-    yield run
-    for served in started:
-        assert served.stop() == 0, served.log.read_text()
 
 
 def chats(home: Path) -> list[dict[str, Any]]:
@@ -51,7 +31,7 @@ def messages(home: Path, chat_id: int) -> list[tuple[str, str]]:
     return [(m["role"], m["content"]) for m in json.loads(result.stdout)["messages"]]
 
 
-def test_without_save_nothing_is_stored(serving: Any, fresh_home: Path) -> None:
+def test_without_save_nothing_is_stored(serving: Callable[..., Any], fresh_home: Path) -> None:  # noqa: F811
     client = serving()
     reply = client.chat.completions.create(
         model=SMOL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, temperature=0
@@ -60,7 +40,10 @@ def test_without_save_nothing_is_stored(serving: Any, fresh_home: Path) -> None:
     assert chats(fresh_home) == []
 
 
-def test_with_save_a_conversation_is_one_chat_continued_turn_by_turn(serving: Any, fresh_home: Path) -> None:
+def test_with_save_a_conversation_is_one_chat_continued_turn_by_turn(
+    serving: Callable[..., Any],  # noqa: F811
+    fresh_home: Path,  # noqa: F811
+) -> None:
     client = serving("--save")
     turn: list[Any] = [
         {"role": "system", "content": "You answer in one short sentence."},
@@ -74,7 +57,7 @@ def test_with_save_a_conversation_is_one_chat_continued_turn_by_turn(serving: An
     streamed = "".join(c.choices[0].delta.content or "" for c in second if c.choices)
     assert streamed
 
-    listed = chats(fresh_home)
+    listed = chats(fresh_home)  # stored before the stream's last event: the client has read [DONE]
     assert len(listed) == 1, listed  # the second request continued the first chat, not a copy of it
     chat = listed[0]
     assert chat["model"] == SMOL and chat["title"].startswith("Name a colour")
@@ -88,7 +71,7 @@ def test_with_save_a_conversation_is_one_chat_continued_turn_by_turn(serving: An
     assert json.loads(shown.stdout)["system_prompt"] == "You answer in one short sentence."
 
     other = client.completions.create(model=SMOL, prompt="The capital of France is", max_tokens=4, temperature=0)
-    assert len(chats(fresh_home)) == 2  # a new conversation is a new chat
+    assert len(chats(fresh_home)) == 2  # a new conversation is a new chat (a whole reply is stored before it is sent)
     newest = chats(fresh_home)[0]
     assert messages(fresh_home, newest["id"]) == [
         ("user", "The capital of France is"),
