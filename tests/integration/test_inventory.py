@@ -68,7 +68,7 @@ def _cli_rows(n_ctx: int) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("n_ctx", [1024, 8192])
 def test_models_list_and_the_picker_agree(shelf: None, n_ctx: int) -> None:
-    from assistant.ui.model_picker import installed_rows
+    from assistant.ui.screens.model_picker import installed_rows
 
     cli = _cli_rows(n_ctx)
     picker = installed_rows("long-ctx:q4_0", n_ctx, 512)  # 512: the configured batch size the CLI reads
