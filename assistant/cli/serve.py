@@ -46,7 +46,11 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     "--api-key", envvar="ASSISTANT_API_KEY", help="Require 'Authorization: Bearer KEY' (env ASSISTANT_API_KEY)."
 )
 @click.option("--models", "models", metavar="ID,...", help="Serve only these installed models (default: all).")
-@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64), help="Requests admitted at once.")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    help="Requests a model decodes together, in one batch (default: 2 per core, at most 4, as memory allows).",
+)
 @click.option(
     "--queue",
     default=8,
@@ -54,7 +58,7 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     type=click.IntRange(0, 1024),
     help="Requests that may wait past those (then 429).",
 )
-def serve(host: str, port: int, api_key: str | None, models: str | None, parallel: int, queue: int) -> None:
+def serve(host: str, port: int, api_key: str | None, models: str | None, parallel: int | None, queue: int) -> None:
     """Serve the installed models over HTTP: OpenAI's API under /v1, Ollama's under /api.
 
     Listens on 127.0.0.1 only unless --host says otherwise; any other address requires an API key. Nothing
