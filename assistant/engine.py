@@ -259,7 +259,7 @@ class LlamaEngine:
         if banned:
             sampler.add_logit_bias(self._n_vocab, dict.fromkeys(banned, float("-inf")))
         if grammar is not None:  # a llama_cpp.LlamaGrammar: tokens it does not allow get -inf before the draw
-            sampler.add_grammar(self._llm._model, grammar)
+            self._add_grammar(sampler, grammar)
         if options.temperature == 0:
             sampler.add_greedy()
         else:
@@ -269,6 +269,18 @@ class LlamaEngine:
             sampler.add_temp(options.temperature)
             sampler.add_dist(seed)
         return sampler
+
+    def _add_grammar(self, sampler: Any, grammar: Any) -> None:
+        """``LlamaSampler.add_grammar``, but a grammar llama.cpp cannot parse is an error here instead of a null
+        sampler in the chain (which would crash the process at the first draw)."""
+        import llama_cpp
+
+        made = llama_cpp.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not made:
+            raise AssistantError(f"{self.model_id}: llama.cpp could not parse the grammar", "check the JSON schema")
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, made)
 
     def samplers(self, options: ChatOptions, grammar: Any = None) -> tuple[Any, FirstTokenSampler]:
         """The two samplers a reply draws with: the first visible token's (end-of-generation banned, see

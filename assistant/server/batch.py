@@ -39,8 +39,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import AssistantError
 from ..llama import llama_thread
-from .errors import APIError
+from .errors import APIError, from_domain
 from .generation import Job, StopCutter, Usage, prompt_tokens
 
 if TYPE_CHECKING:
@@ -118,8 +119,7 @@ class _Seq:
             token = self.first.sample(ctx, idx)
             self.main.accept(token)  # a grammar in the main sampler follows what the first one drew
             return token
-        token = int(self.main.sample(ctx, idx))
-        return token
+        return int(self.main.sample(ctx, idx))
 
     def ends(self, engine: LlamaEngine, token: int) -> bool:
         return engine.ends_reply(token) if self.text is not None else engine.is_eog(token)
@@ -291,6 +291,11 @@ class Batcher:
             if seq.job.cancel.cancelled:  # the client left while it waited
                 seq.finish("stop")
                 continue
+            try:
+                seq.start(self.engine)
+            except AssistantError as exc:  # its grammar does not parse: this request's error, not the batch's
+                seq.fail(from_domain(exc, self.engine.model_id))
+                continue
             free = [s for s in self._slots if s.seq is None]
             slot = max(free, key=lambda s: (_shared_prefix(s.cached, seq.tokens), -s.last_used))
             self._assign(slot, seq)
@@ -304,7 +309,6 @@ class Batcher:
         slot.cached = seq.tokens[:n]
         seq.pending = seq.tokens[n:]
         seq.usage.cached_tokens = n
-        seq.start(self.engine)
         self.joined += any(s.seq is not None for s in self._slots)
         slot.seq = seq
 
