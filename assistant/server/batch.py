@@ -85,6 +85,11 @@ def _shared_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _runs(ids: set[int]) -> int:
+    """How many runs of consecutive numbers ``ids`` make ({0, 1, 3}: two)."""
+    return sum(1 for i in ids if i - 1 not in ids)
+
+
 @dataclass(eq=False)
 class _Seq:
     """One request in the batch: its prompt, its samplers and text, and where its output goes."""
@@ -296,9 +301,15 @@ class Batcher:
             except AssistantError as exc:  # its grammar does not parse: this request's error, not the batch's
                 seq.fail(from_domain(exc, self.engine.model_id))
                 continue
-            free = [s for s in self._slots if s.seq is None]
-            slot = max(free, key=lambda s: (_shared_prefix(s.cached, seq.tokens), -s.last_used))
-            self._assign(slot, seq)
+            self._assign(self._pick(seq.tokens), seq)
+
+    def _pick(self, tokens: list[int]) -> _Slot:
+        """The free slot for a prompt: the longest cached prefix first (a client's next turn finds its KV);
+        among equals, the one that keeps the decoding sequences' ids in the fewest runs (llama.cpp decodes a
+        run of consecutive ids in one pass, but needs a pass per run), then the least recently used."""
+        active = {s.id for s in self._slots if s.seq is not None}
+        free = [s for s in self._slots if s.seq is None]
+        return max(free, key=lambda s: (_shared_prefix(s.cached, tokens), -_runs(active | {s.id}), -s.last_used))
 
     def _assign(self, slot: _Slot, seq: _Seq) -> None:
         # at least one prompt token is evaluated again: its logits draw the first token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.server.batch import AUTO_MAX, _shared_prefix, auto_parallel
+from assistant.server.batch import AUTO_MAX, _runs, _shared_prefix, auto_parallel
 
 
 @pytest.mark.parametrize(("cores", "slots"), [(1, 2), (2, 4), (16, AUTO_MAX)])
@@ -16,3 +16,9 @@ def test_shared_prefix_counts_the_leading_tokens_in_common() -> None:
     assert _shared_prefix([1, 2, 3, 4], [1, 2, 9]) == 2
     assert _shared_prefix([], [1, 2]) == 0
     assert _shared_prefix([1, 2], [1, 2, 3]) == 2
+
+
+def test_runs_counts_the_stretches_of_consecutive_slot_ids() -> None:
+    assert _runs({0, 1, 3}) == 2
+    assert _runs({0, 1, 2, 3}) == 1
+    assert _runs(set()) == 0
