@@ -11,10 +11,12 @@ ran alone, so a greedy reply in a batch is the reply a lone client gets.
 Each step, on the llama thread: waiting requests take free slots (the slot whose cached tokens share the
 longest prefix with the new prompt, so a client's next turn reuses its KV; the rest of that slot's cache is
 dropped), cancelled ones leave (a client that disconnects frees its slot within one step), then one
-``llama_decode`` evaluates every generating sequence's last token and as much of the newcomers' prompts as
-``n_batch`` leaves room for, and each sequence draws its next token from its own logits with its own sampler
-(temperature, top_p, seed, and a grammar for ``response_format``): the samplers ``LlamaEngine.stream`` uses,
-so replies read as they do in the CLI (never empty, no leading or trailing whitespace). A raw prompt
+``llama_decode`` evaluates every generating sequence's last token, another up to ``n_batch`` tokens of the
+oldest newcomer's prompt (apart, and never one token alone: see ``_prompt_chunk``, which is what keeps a
+batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits with its
+own sampler (temperature, top_p, seed, and a grammar for ``response_format``): the samplers
+``LlamaEngine.stream`` uses, so replies read as they do in the CLI (never empty, no leading or trailing
+whitespace). A raw prompt
 (``/v1/completions``, Ollama's ``raw``) is continued as it is, as ``create_completion`` does.
 
 Only the steps run on the llama thread: a driver thread hands them over one at a time, so a model load or an
@@ -100,6 +102,7 @@ class _Seq:
     max_new: int
     pending: list[int] = field(default_factory=list)  # prompt tokens not evaluated yet
     next: int | None = None  # the token drawn last step, evaluated this step
+    admitted: int = 0  # when it took its slot: prompts are evaluated first come, first served
     n: int = 0
     usage: Usage = field(default_factory=Usage)
     main: Any = None
@@ -269,22 +272,33 @@ class Batcher:
 
     # -- the llama thread ------------------------------------------------------------------------------
     def _step(self) -> None:
+        """One step: admit, drop the cancelled, decode every generating sequence's last token together, then
+        evaluate one newcomer's prompt (a chunk of it) in a call of its own (see ``_prompt_chunk``)."""
         self._admit()
         for slot in self._slots:
             if slot.seq is not None and slot.seq.job.cancel.cancelled:
                 self._finish(slot, "stop")
-        plan = self._fill()
-        if not plan:
-            return
+        decoding = [s for s in self._slots if s.seq is not None and s.seq.next is not None]
+        if decoding:
+            self.peak = max(self.peak, len(decoding))
+            self._decode([(slot, self._add(slot, [self._take_next(slot)], True)) for slot in decoding])
+        waiting = [s for s in self._slots if s.seq is not None and s.seq.pending]
+        if waiting:
+            slot = min(waiting, key=lambda s: s.seq.admitted if s.seq is not None else 0)
+            self._decode([self._prompt_chunk(slot)])
+
+    def _decode(self, plan: list[tuple[_Slot, int]]) -> None:
+        """Evaluate the batch ``plan`` filled, then draw for each slot that asked for logits."""
         try:
             self._ctx.decode(self._batch)
         except RuntimeError as exc:  # llama_decode failed (out of memory): these replies cannot go on
             self._fail([slot for slot, _ in plan], exc)
-            return
-        self.peak = max(self.peak, len(plan))
-        for slot, idx in plan:
-            if idx >= 0:
-                self._advance(slot, idx)
+        else:
+            for slot, idx in plan:
+                if idx >= 0:
+                    self._advance(slot, idx)
+        finally:
+            self._batch.batch.n_tokens = 0
 
     def _admit(self) -> None:
         """Waiting requests into free slots, each where its prompt's longest prefix is cached."""
@@ -312,42 +326,45 @@ class Batcher:
         return max(free, key=lambda s: (_shared_prefix(s.cached, tokens), -_runs(active | {s.id}), -s.last_used))
 
     def _assign(self, slot: _Slot, seq: _Seq) -> None:
-        # at least one prompt token is evaluated again: its logits draw the first token
-        n = min(_shared_prefix(slot.cached, seq.tokens), len(seq.tokens) - 1)
+        # at least two prompt tokens are evaluated again: the last one's logits draw the first token, and a chunk
+        # of one would be read with another kernel (``_prompt_chunk``)
+        n = max(0, min(_shared_prefix(slot.cached, seq.tokens), len(seq.tokens) - 2))
         if not self._ctx.kv_cache_seq_rm(slot.id, n, -1):  # a model whose cache cannot be cut keeps nothing
             self._ctx.kv_cache_seq_rm(slot.id, -1, -1)
             n = 0
         slot.cached = seq.tokens[:n]
         seq.pending = seq.tokens[n:]
         seq.usage.cached_tokens = n
+        seq.admitted = next(self._uses)
         self.joined += any(s.seq is not None for s in self._slots)
         slot.seq = seq
 
-    def _fill(self) -> list[tuple[_Slot, int]]:
-        """Put this step's tokens in the batch: each generating sequence's last token first, then as much of
-        the newcomers' prompts as fits. Returns each slot in the batch with its output index (-1: none yet)."""
-        active = [s for s in self._slots if s.seq is not None]
-        budget = self.n_batch - sum(1 for s in active if s.seq is not None and s.seq.next is not None)
-        self._batch.batch.n_tokens = 0
-        plan = []
-        # in sequence-id order: llama.cpp splits a batch over several KV streams by consecutive ids
-        for slot in active:
-            seq = slot.seq
-            assert seq is not None
-            if seq.next is not None:
-                tokens, last = [seq.next], True
-                seq.next = None
-            else:
-                take = min(budget, len(seq.pending))
-                if take == 0:
-                    continue
-                budget -= take
-                tokens, seq.pending = seq.pending[:take], seq.pending[take:]
-                last = not seq.pending
-            plan.append((slot, self._add(slot, tokens, last)))
-        return plan
+    @staticmethod
+    def _take_next(slot: _Slot) -> int:
+        assert slot.seq is not None and slot.seq.next is not None
+        token, slot.seq.next = slot.seq.next, None
+        return token
+
+    def _prompt_chunk(self, slot: _Slot) -> tuple[_Slot, int]:
+        """Put up to ``n_batch`` of the slot's prompt tokens in the batch, never a chunk of one token.
+
+        llama.cpp's CPU backend computes attention for a chunk of one token with another kernel than for a
+        longer one (its sgemm only runs for two or more): the same prompt read in different chunks would give
+        slightly different logits, and at times a different greedy reply. So a prompt is evaluated in chunks
+        of at least two tokens (its KV reuse leaves two, ``_assign``), alone in its ``llama_decode``: in one
+        call with other sequences' tokens llama.cpp would split it into equal pieces, one token next to each
+        of theirs."""
+        seq = slot.seq
+        assert seq is not None
+        take = min(self.n_batch, len(seq.pending))
+        if len(seq.pending) - take == 1 and take > 2:
+            take -= 1  # leave two for the next chunk
+        tokens, seq.pending = seq.pending[:take], seq.pending[take:]
+        return slot, self._add(slot, tokens, not seq.pending)
 
     def _add(self, slot: _Slot, tokens: list[int], logits: bool) -> int:
+        """Append ``tokens`` of ``slot``'s sequence to the batch; their output index if ``logits`` (else -1).
+        Slots are added in id order: llama.cpp decodes each run of consecutive sequence ids in one pass."""
         batch = self._batch.batch
         start, pos = batch.n_tokens, len(slot.cached)
         for k, token in enumerate(tokens):
