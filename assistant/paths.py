@@ -183,9 +183,15 @@ def private(path: Path) -> bool:
 
 def private_file(path: Path) -> Path:
     """Create ``path`` empty and 0600 if it does not exist (so it is never readable by others, not even for
-    a moment), or make an existing one 0600. Returns ``path``."""
+    a moment), or make an existing one 0600. Returns ``path``.
+
+    An existing file is never opened (``O_EXCL``): closing any descriptor of a file drops every POSIX lock
+    this process holds on it, and SQLite's locks on the database are exactly that. An open and close here
+    on each new connection let another process (``assistant chats`` beside a running server or TUI) take
+    the database for unused, checkpoint and reset its WAL under the live connections, whose later commits
+    then stayed invisible until they closed (SQLite's "How To Corrupt", section 2.2)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     except FileExistsError:
         pass
     except OSError:

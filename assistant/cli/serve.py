@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -58,7 +59,33 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     type=click.IntRange(0, 1024),
     help="Requests that may wait past those (then 429).",
 )
-def serve(host: str, port: int, api_key: str | None, models: str | None, parallel: int | None, queue: int) -> None:
+@click.option(
+    "--cors",
+    "cors",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Let web pages from ORIGIN (e.g. http://localhost:3000) call the API; repeatable. Off by default.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a reply may generate; past that it ends as if max_tokens were reached.",
+)
+@click.option("--save", is_flag=True, help="Store API conversations in the chat history ('assistant chats').")
+def serve(
+    host: str,
+    port: int,
+    api_key: str | None,
+    models: str | None,
+    parallel: int | None,
+    queue: int,
+    cors: tuple[str, ...],
+    timeout_s: float,
+    save: bool,
+) -> None:
     """Serve the installed models over HTTP: OpenAI's API under /v1, Ollama's under /api.
 
     Listens on 127.0.0.1 only unless --host says otherwise; any other address requires an API key. Nothing
@@ -74,7 +101,15 @@ def serve(host: str, port: int, api_key: str | None, models: str | None, paralle
             "pass --api-key KEY (or set ASSISTANT_API_KEY), or leave --host at 127.0.0.1",
         )
     config = ServerConfig(
-        host=host, port=port, api_key=api_key or None, models=_allowed_models(models), parallel=parallel, queue=queue
+        host=host,
+        port=port,
+        api_key=api_key or None,
+        models=_allowed_models(models),
+        parallel=parallel,
+        queue=queue,
+        cors=_origins(cors),
+        save=save,
+        timeout_s=timeout_s,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
@@ -82,12 +117,27 @@ def serve(host: str, port: int, api_key: str | None, models: str | None, paralle
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     access.propagate = False
+    problems = logging.getLogger("assistant.serve")  # what the server could not do (a reply it could not save...)
+    problems.addHandler(handler)
+    problems.setLevel(logging.WARNING)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"assistant serve: http://{shown}:{port} (OpenAI /v1, Ollama /api); Ctrl+C stops", err=True)
     started = run(config)
     if not started:
         raise AssistantError(f"could not listen on {shown}:{port}", "is the port in use? pick another with --port")
     click.echo("assistant serve: stopped", err=True)
+
+
+def _origins(given: tuple[str, ...]) -> tuple[str, ...]:
+    """Each ``--cors`` value as a browser sends it in ``Origin`` (scheme://host[:port]); ``*`` allows any page."""
+    origins = []
+    for origin in (o.strip().rstrip("/") for o in given):
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise AssistantError(
+                f"--cors {origin!r} is not an origin", "give scheme://host[:port], e.g. http://localhost:3000"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _running() -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ from .errors import APIError, from_domain
 from .guards import Guard, Slots
 from .pool import ModelPool
 from .reply import Server
+from .saving import Saver
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -50,6 +51,9 @@ class ServerConfig:
     max_body: int = MAX_BODY
     max_loaded: int = 2
     settings: Settings | None = None  # None: config.toml's (a benchmark passes its own threads and context)
+    timeout_s: float | None = 600.0  # --timeout: the longest a reply may generate (None: no limit)
+    save: bool = False  # --save: API conversations are stored in the chat history
+    cors: tuple[str, ...] = ()  # browser origins allowed to call the API (none: CORS off, as by default)
 
 
 def state_file() -> Path:
@@ -60,7 +64,9 @@ def state_file() -> Path:
 
 
 def create_app(config: ServerConfig) -> Any:
-    """The ASGI app: FastAPI wrapped in ``Guard`` (API key, body limit, access log)."""
+    """The ASGI app: FastAPI wrapped in ``Guard`` (API key, body limit, access log), and with ``--cors`` in
+    Starlette's CORS middleware outside that: a browser's preflight (an OPTIONS request that never carries the
+    key) is answered for the named origins only, and every real request still passes the key check."""
     from .. import config as settings_module
 
     @contextlib.asynccontextmanager
@@ -68,7 +74,10 @@ def create_app(config: ServerConfig) -> Any:
         settings = config.settings or settings_module.load()
         parallel = config.parallel or auto_parallel()
         pool = ModelPool(settings, config.models, max_loaded=config.max_loaded, parallel=parallel)
-        app.state.server = Server(pool, Slots(parallel, config.queue), settings, {})
+        saver = Saver() if config.save else None
+        app.state.server = Server(
+            pool, Slots(parallel, config.queue), settings, {}, saver=saver, timeout_s=config.timeout_s
+        )
         reaper = asyncio.create_task(_reap(pool))
         _write_state(config)
         try:
@@ -77,6 +86,8 @@ def create_app(config: ServerConfig) -> Any:
             reaper.cancel()
             _remove_state()
             await asyncio.to_thread(pool.close)
+            if saver is not None:
+                saver.close()
 
     app = FastAPI(title="assistant", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(openai_routes.router)
@@ -85,7 +96,18 @@ def create_app(config: ServerConfig) -> Any:
     app.add_api_route("/", _root, methods=["GET", "HEAD"])
     app.add_api_route("/health", _health, methods=["GET"])
     _install_handlers(app)
-    return Guard(app, api_key=config.api_key, max_body=config.max_body)
+    guarded = Guard(app, api_key=config.api_key, max_body=config.max_body)
+    if not config.cors:
+        return guarded
+    from starlette.middleware.cors import CORSMiddleware
+
+    return CORSMiddleware(
+        guarded,
+        allow_origins=list(config.cors),
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
 
 
 # Seconds uvicorn waits for open responses on Ctrl+C; running replies were told to stop first, so this is only

@@ -19,11 +19,12 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from ..chat import ChatOptions
+from ..chat import ChatOptions, Message, Stats
 from . import generation
 from .generation import Job, Usage
 from .guards import Slots
 from .pool import Loaded, ModelPool
+from .saving import Saver
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -38,6 +39,8 @@ class Server:
     settings: Settings
     counters: dict[str, int]  # generated tokens so far (all requests): a test watches it stop growing
     jobs: set[Job] = field(default_factory=set)  # replies in progress, cancelled together on Ctrl+C
+    saver: Saver | None = None  # --save: finished replies go to the chat history
+    timeout_s: float | None = None  # --timeout: a reply generating longer is cut there (finish_reason "length")
 
     def cancel_all(self) -> None:
         """Stop every running reply after its current token; each stream then ends properly (a final chunk and
@@ -71,6 +74,9 @@ class Reply:
         self.usage = Usage()
         self.parts: list[str] = []
         self.first: str | Usage | None = None
+        self.completed = False  # the reply reached its end (not cut by a disconnect or Ctrl+C)
+        self.timed_out = False
+        self._timer: asyncio.TimerHandle | None = None
         self._released = False
 
     @classmethod
@@ -95,12 +101,21 @@ class Reply:
         except BaseException:
             await reply._release()
             raise
+        if server.timeout_s is not None:  # from the first piece: the prompt is bounded by the context already
+            reply._timer = asyncio.get_running_loop().call_later(server.timeout_s, reply._time_out)
         return reply
+
+    def _time_out(self) -> None:
+        """--timeout: stop after the current token; the reply so far is the answer, cut as by max_tokens."""
+        self.timed_out = True
+        self.job.cancel.cancel()
 
     async def _release(self) -> None:
         if self._released:
             return
         self._released = True
+        if self._timer is not None:
+            self._timer.cancel()
         with contextlib.suppress(BaseException):
             await self.items.aclose()  # type: ignore[attr-defined]
         server = Server.of(self.request)
@@ -109,6 +124,23 @@ class Reply:
         server.pool.release(self.loaded)
         state = self.request.state
         state.tokens_in, state.tokens_out = self.usage.prompt_tokens, self.usage.completion_tokens
+        if server.saver is not None and (
+            self.parts or self.completed
+        ):  # a request refused before any text is not a chat
+            await self._save(server.saver)
+
+    async def _save(self, saver: Saver) -> None:
+        """``--save``: the request's messages and this reply, as a chat (see ``server.saving``)."""
+        job = self.job
+        messages = job.messages if job.messages is not None else [Message("user", job.prompt or "")]
+        usage = self.usage
+        stats = Stats(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            finish_reason="length" if usage.finish_reason == "length" else "stop" if self.completed else "cancelled",
+        )
+        text = "".join(self.parts)
+        await asyncio.to_thread(saver.save, self.model_id, messages, text, stats, partial=not self.completed)
 
     def response(self, body: AsyncIterator[str], media_type: str) -> StreamingResponse:
         """A streaming response over ``body`` (which iterates ``pieces``) that frees the slot and the model even if
@@ -123,6 +155,9 @@ class Reply:
             while True:
                 if isinstance(item, Usage):
                     self.usage = item
+                    if self.timed_out:
+                        item.finish_reason = "length"
+                    self.completed = self.timed_out or not self.job.cancel.cancelled
                     return
                 if item:
                     self.parts.append(item)

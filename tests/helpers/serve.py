@@ -9,10 +9,11 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import openai
 import pytest
 
 from conftest import REPO, SMOL, STARTERS, WHISPER, register_model, wait_until
@@ -135,4 +136,37 @@ def server(serve_home: Path) -> Iterator[Served]:
     assert served.stop() == 0, served.log.read_text()
 
 
-__all__ = ["API_KEY", "SMOL", "STARTERS", "WHISPER", "Served", "make_home", "serve_home", "server", "start"]
+@pytest.fixture
+def fresh_home(starter_files: dict[str, Path], tmp_path: Path) -> Path:
+    """A home of its own for a test that starts its own server (with options the shared one has not)."""
+    return make_home(tmp_path, starter_files)
+
+
+@pytest.fixture
+def serving(fresh_home: Path) -> Iterator[Callable[..., openai.OpenAI]]:
+    """``serving(*args)`` starts ``assistant serve *args`` (no key) on ``fresh_home``; an ``openai`` client for it."""
+    started: list[Served] = []
+
+    def run(*args: str) -> openai.OpenAI:
+        served = start(fresh_home, *args, key=None)
+        started.append(served)
+        return openai.OpenAI(base_url=served.url + "/v1", api_key="-", max_retries=0, timeout=600)
+
+    yield run
+    for served in started:
+        assert served.stop() == 0, served.log.read_text()
+
+
+__all__ = [
+    "API_KEY",
+    "SMOL",
+    "STARTERS",
+    "WHISPER",
+    "Served",
+    "fresh_home",
+    "make_home",
+    "serve_home",
+    "server",
+    "serving",
+    "start",
+]
