@@ -19,8 +19,9 @@ own sampler (temperature, top_p, seed, and a grammar for ``response_format``): t
 whitespace). A raw prompt
 (``/v1/completions``, Ollama's ``raw``) is continued as it is, as ``create_completion`` does.
 
-Only the steps run on the llama thread: a driver thread hands them over one at a time, so a model load or an
-embedding request queued there runs between two steps instead of waiting for every reply to end. The event
+Only the steps run on the llama thread: a driver thread hands them over, and they run back to back until
+other work is queued there (``llama_thread.waiting``), so a model load, an embedding or a new request's
+tokenizing runs between two steps instead of waiting for every reply to end. The event
 loop only hands requests in (``stream``) and takes text out (``call_soon_threadsafe`` into an asyncio queue).
 
 A model served with one slot (``--parallel 1``, or too little memory for two) has no ``Batcher``: its requests
@@ -265,12 +266,22 @@ class Batcher:
                 if self._closed:
                     return
             try:
-                llama_thread.call(self._step)
+                llama_thread.call(self._run)
             except Exception as exc:  # a failed step must not leave its clients waiting forever
                 log.exception("batch step failed")
                 llama_thread.call(self._fail, [s for s in self._slots if s.seq is not None], exc)
 
     # -- the llama thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        """Steps, back to back on the llama thread, until there is no work or other work waits for the thread
+        (a hop to the driver thread and back per step would cost each token a thread wake-up or two)."""
+        while True:
+            self._step()
+            with self._wake:
+                idle = not self._pending and not self.active
+            if idle or self._closed or llama_thread.waiting():
+                return
+
     def _step(self) -> None:
         """One step: admit, drop the cancelled, decode every generating sequence's last token together, then
         evaluate one newcomer's prompt (a chunk of it) in a call of its own (see ``_prompt_chunk``)."""
