@@ -252,12 +252,14 @@ class LlamaEngine:
         llm.reset()
         return 0
 
-    def _sampler(self, options: ChatOptions, seed: int, banned: set[int] | None = None) -> Any:
+    def _sampler(self, options: ChatOptions, seed: int, banned: set[int] | None = None, grammar: Any = None) -> Any:
         from llama_cpp._internals import LlamaSampler
 
         sampler = LlamaSampler()
         if banned:
             sampler.add_logit_bias(self._n_vocab, dict.fromkeys(banned, float("-inf")))
+        if grammar is not None:  # a llama_cpp.LlamaGrammar: tokens it does not allow get -inf before the draw
+            self._add_grammar(sampler, grammar)
         if options.temperature == 0:
             sampler.add_greedy()
         else:
@@ -268,7 +270,41 @@ class LlamaEngine:
             sampler.add_dist(seed)
         return sampler
 
-    def _piece(self, token: int) -> bytes:
+    def _add_grammar(self, sampler: Any, grammar: Any) -> None:
+        """``LlamaSampler.add_grammar``, but a grammar llama.cpp cannot parse is an error here instead of a null
+        sampler in the chain (which would crash the process at the first draw)."""
+        import llama_cpp
+
+        made = llama_cpp.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not made:
+            raise AssistantError(f"{self.model_id}: llama.cpp could not parse the grammar", "check the JSON schema")
+        llama_cpp.llama_sampler_chain_add(sampler.sampler, made)
+
+    def samplers(self, options: ChatOptions, grammar: Any = None) -> tuple[Any, FirstTokenSampler]:
+        """The two samplers a reply draws with: the first visible token's (end-of-generation banned, see
+        ``FirstTokenSampler``) and the rest's. ``server.batch`` draws each of its sequences' replies with these,
+        so a batched reply samples exactly as ``stream`` does."""
+        seed = options.seed if options.seed is not None else random.getrandbits(32)
+        first = FirstTokenSampler(
+            lambda banned: self._sampler(options, seed, banned, grammar), self._end_tokens, self._makes_empty
+        )
+        return self._sampler(options, seed, grammar=grammar), first
+
+    def ends_reply(self, token: int) -> bool:
+        """Does ``token`` end a reply (end of generation, or any other control token)?"""
+        return bool(self._is_eog(self._vocab, token) or self._is_control(self._vocab, token))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self._is_eog(self._vocab, token))
+
+    def reply_text(self) -> ReplyText:
+        """A reply's text as its pieces arrive, cut at completion mode's speaker tags."""
+        return ReplyText(prompt.COMPLETION_STOPS if self.completion_mode else ())
+
+    def piece(self, token: int) -> bytes:
+        """``token``'s bytes (a piece may be part of a UTF-8 character)."""
         n = self._token_to_piece(self._vocab, token, self._piece_buf, len(self._piece_buf), 0, False)
         if n < 0:
             self._piece_buf = ctypes.create_string_buffer(-n)
@@ -336,7 +372,7 @@ class LlamaEngine:
     def _makes_empty(self, token: int) -> bool:
         """Would ``token`` as the reply's first leave it empty: an end, a control token, bare whitespace?"""
         vocab = self._vocab
-        return bool(self._is_eog(vocab, token) or self._is_control(vocab, token) or not self._piece(token).strip())
+        return bool(self._is_eog(vocab, token) or self._is_control(vocab, token) or not self.piece(token).strip())
 
     def _decode(
         self, options: ChatOptions, max_new: int, cancel: CancelToken
@@ -345,13 +381,9 @@ class LlamaEngine:
 
         Returns how many tokens were generated, why it ended, and when the first token was sampled."""
         llm = self._llm
-        seed = options.seed if options.seed is not None else random.getrandbits(32)
-        sampler = self._sampler(options, seed)
-        first = _FirstTokenSampler(
-            lambda banned: self._sampler(options, seed, banned), self._end_tokens, self._makes_empty
-        )
-        text = _ReplyText(prompt.COMPLETION_STOPS if self.completion_mode else ())
-        vocab, is_eog, is_control, piece = self._vocab, self._is_eog, self._is_control, self._piece
+        sampler, first = self.samplers(options)
+        text = self.reply_text()
+        vocab, is_eog, is_control, piece = self._vocab, self._is_eog, self._is_control, self.piece
         t_first = 0.0
         n = 0
         finish: Finish = "length"
@@ -380,7 +412,7 @@ class LlamaEngine:
         return n, finish, t_first
 
 
-class _FirstTokenSampler:
+class FirstTokenSampler:
     """Draws tokens until the reply has visible text, so a reply is never empty.
 
     End-of-generation is banned from the start (``banned``); a token that would still leave the reply
@@ -393,20 +425,29 @@ class _FirstTokenSampler:
         self._makes_empty = makes_empty
         self._sampler: Any = None
 
-    def sample(self, ctx: Any) -> int:
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        """Draw from the logits of output ``idx`` (the last one by default; a batch names its sequence's)."""
         if self._sampler is None:
             self._sampler = self._make(self._banned)
-        token: int = self._sampler.sample(ctx, -1)
+        token: int = self._sampler.sample(ctx, idx)
         retries = 0
         while retries < MAX_BANNED_RETRIES and self._makes_empty(token):
             self._banned.add(token)
-            self._sampler = self._make(self._banned)
-            token = self._sampler.sample(ctx, -1)
+            self._replace(self._make(self._banned))
+            token = self._sampler.sample(ctx, idx)
             retries += 1
         return token
 
+    def _replace(self, sampler: Any) -> None:
+        if self._sampler is not None:
+            self._sampler.close()  # now, on the llama thread, not whenever the garbage collector runs
+        self._sampler = sampler
 
-class _ReplyText:
+    def close(self) -> None:
+        self._replace(None)
+
+
+class ReplyText:
     """The reply's text as token pieces arrive: what is final so far, and whether a stop string ended it.
 
     Leading whitespace is dropped (a reply starts with text); trailing whitespace is held back (a reply

@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -37,6 +37,7 @@ class LlamaThread:
         self._executor: ThreadPoolExecutor | None = None
         self._ident: int | None = None
         self._guard = threading.Lock()
+        self._queued = 0  # submitted, not started yet (see waiting)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._guard:
@@ -52,7 +53,24 @@ class LlamaThread:
         """Run ``fn`` on the llama thread and return its result (or raise its exception)."""
         if self.on_thread():
             return fn(*args, **kwargs)
-        return self._pool().submit(fn, *args, **kwargs).result()
+        return self._submit(fn, *args, **kwargs).result()
+
+    def waiting(self) -> bool:
+        """Is other work queued for the llama thread? A loop that runs there for long (continuous batching)
+        checks between its steps and returns, so a model load or an embedding is not held up behind it."""
+        return self._queued > 0
+
+    def _submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        pool = self._pool()
+        with self._guard:
+            self._queued += 1
+
+        def run() -> T:
+            with self._guard:
+                self._queued -= 1
+            return fn(*args, **kwargs)
+
+        return pool.submit(run)
 
     def iterate(self, make: Callable[[], Iterator[T]]) -> Iterator[T]:
         """Run the iterator ``make()`` on the llama thread, yielding its items here as they come.
@@ -81,7 +99,7 @@ class LlamaThread:
                     close()
             items.put((_DONE, None))
 
-        self._pool().submit(produce)
+        self._submit(produce)
         try:
             while True:
                 kind, value = items.get()

@@ -74,12 +74,13 @@ def run_engine(engine: Any, tokens: int) -> dict[str, float]:
     return _speed(stamps, started)
 
 
-def start_server(settings: Any, port: int) -> tuple[Any, threading.Thread]:
+def start_server(settings: Any, port: int, parallel: int | None = None) -> tuple[Any, threading.Thread]:
+    """The server in a background thread (``parallel`` None: ``assistant serve``'s default)."""
     import uvicorn
 
     from assistant.server.app import ServerConfig, create_app
 
-    app = create_app(ServerConfig(port=port, settings=settings))
+    app = create_app(ServerConfig(port=port, settings=settings, parallel=parallel))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

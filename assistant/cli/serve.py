@@ -47,7 +47,11 @@ def _allowed_models(spec: str | None) -> list[str] | None:
     "--api-key", envvar="ASSISTANT_API_KEY", help="Require 'Authorization: Bearer KEY' (env ASSISTANT_API_KEY)."
 )
 @click.option("--models", "models", metavar="ID,...", help="Serve only these installed models (default: all).")
-@click.option("--parallel", default=1, show_default=True, type=click.IntRange(1, 64), help="Requests admitted at once.")
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 64),
+    help="Requests a model decodes together, in one batch (default: 2 per core, at most 4, as memory allows).",
+)
 @click.option(
     "--queue",
     default=8,
@@ -76,7 +80,7 @@ def serve(
     port: int,
     api_key: str | None,
     models: str | None,
-    parallel: int,
+    parallel: int | None,
     queue: int,
     cors: tuple[str, ...],
     timeout_s: float,

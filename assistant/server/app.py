@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import AssistantError, one_line
 from . import audio_routes, ollama_routes, openai_routes
+from .batch import auto_parallel
 from .errors import APIError, from_domain
 from .guards import Guard, Slots
 from .pool import ModelPool
@@ -45,7 +46,7 @@ class ServerConfig:
     port: int = 11435
     api_key: str | None = None
     models: list[str] | None = None  # ids that may be served (None: every installed model)
-    parallel: int = 1
+    parallel: int | None = None  # requests a model serves at once (None: ``batch.auto_parallel``)
     queue: int = 8
     max_body: int = MAX_BODY
     max_loaded: int = 2
@@ -71,10 +72,11 @@ def create_app(config: ServerConfig) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = config.settings or settings_module.load()
-        pool = ModelPool(settings, config.models, max_loaded=config.max_loaded)
+        parallel = config.parallel or auto_parallel()
+        pool = ModelPool(settings, config.models, max_loaded=config.max_loaded, parallel=parallel)
         saver = Saver() if config.save else None
         app.state.server = Server(
-            pool, Slots(config.parallel, config.queue), settings, {}, saver=saver, timeout_s=config.timeout_s
+            pool, Slots(parallel, config.queue), settings, {}, saver=saver, timeout_s=config.timeout_s
         )
         reaper = asyncio.create_task(_reap(pool))
         _write_state(config)
@@ -160,6 +162,20 @@ async def _health(request: Request) -> dict[str, Any]:
         "loaded": list(server.pool.chat),
         "in_flight": server.slots.held,
         "generated": server.counters.get("generated", 0),
+        "batch": _batch_health(server),
+    }
+
+
+def _batch_health(server: Server) -> dict[str, int]:
+    """What the loaded models' batchers are doing: slots, sequences decoding now, the most one step has
+    carried, tokens drawn so far (the tests watch these, never the clock)."""
+    batchers = [m.batcher for m in server.pool.chat.values() if m.batcher is not None]
+    return {
+        "slots": sum(b.n_slots for b in batchers),
+        "active": sum(b.active for b in batchers),
+        "peak": max((b.peak for b in batchers), default=0),
+        "generated": sum(b.generated for b in batchers),
+        "joined": sum(b.joined for b in batchers),
     }
 
 

@@ -53,11 +53,14 @@ _MODEL_PHRASES = ("is not installed", "is gone", "unknown model", "not in the ca
 
 
 def from_domain(exc: AssistantError, model: str | None = None) -> APIError:
-    """Map a domain failure to a status: a prompt over the context is the client's (400), a model that will not
+    """Map a domain failure to a status: a prompt over the context or a grammar llama.cpp cannot parse is the
+    client's (400), a model that will not
     fit in memory is 507, a missing model 404, anything else the server's (500)."""
     text = one_line(exc)
     if any(p in text for p in _CONTEXT_PHRASES):
         return APIError(400, text, param="messages", code="context_length_exceeded")
+    if "could not parse the grammar" in text:
+        return APIError(400, text, param="response_format", code="invalid_schema")
     if "won't fit in memory" in text:
         return APIError(507, text, type="server_error", code="insufficient_memory")
     if any(p in text for p in _MODEL_PHRASES):

@@ -47,6 +47,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"
+    cached_tokens: int = 0  # prompt tokens whose KV cache an earlier request left (OpenAI's prompt_tokens_details)
 
 
 def json_grammar(schema: dict[str, Any] | None) -> Any:
@@ -90,8 +91,16 @@ class StopCutter:
         return rest
 
 
+def prompt_tokens(engine: LlamaEngine, job: Job) -> list[int]:
+    """The prompt's tokens, or a 400 if it (plus one reply token) does not fit the context untrimmed, or if
+    there is none to sample from. On the llama thread (it tokenizes); ``batch`` calls it before a request joins."""
+    try:
+        return _check_fits(engine, job)
+    except AssistantError as exc:
+        raise from_domain(exc, engine.model_id) from None
+
+
 def _check_fits(engine: LlamaEngine, job: Job) -> list[int]:
-    """The prompt's tokens, or a 400 if it (plus one reply token) does not fit the context untrimmed."""
     assert job.messages is not None or job.prompt is not None
     if job.messages is not None:
         plan = engine.plan(job.messages, job.options, job.cancel)
@@ -106,6 +115,8 @@ def _check_fits(engine: LlamaEngine, job: Job) -> list[int]:
         tokens = plan.tokens
     else:
         tokens = engine.llama.tokenize((job.prompt or "").encode("utf-8"), add_bos=True, special=False)
+    if not tokens:  # a model without a BOS token and an empty prompt: nothing to draw the first token from
+        raise APIError(400, "the prompt is empty", param="messages" if job.messages is not None else "prompt")
     if len(tokens) >= engine.context_size:
         raise APIError(
             400,
@@ -129,6 +140,7 @@ def _run_engine(engine: LlamaEngine, job: Job, emit: Callable[[str], None], usag
         if chunk.stats is not None:
             usage.prompt_tokens = chunk.stats.prompt_tokens
             usage.completion_tokens = chunk.stats.completion_tokens
+            usage.cached_tokens = chunk.stats.cached_tokens
             usage.finish_reason = "length" if chunk.stats.finish_reason == "length" else "stop"
     if not cutter.stopped and (rest := cutter.flush()):
         emit(rest)

@@ -117,8 +117,8 @@ class Slots:
     """``--parallel`` requests generate (or wait for their model) at once; ``queue`` more may wait for a slot;
     past that a request gets 429 with Retry-After at once instead of an unbounded wait.
 
-    There is one llama thread and no continuous batching yet, so requests for the same model take turns in
-    arrival order (the model's lock); the slots bound how many the server holds, and a client that disconnects
+    A model with a ``batch.Batcher`` decodes up to ``parallel`` admitted requests together; one served with a
+    single slot lets them take turns in arrival order (the model's lock). Either way a client that disconnects
     gives its slot back as soon as its current token is done."""
 
     def __init__(self, parallel: int, queue: int) -> None:

@@ -4,13 +4,15 @@ A request names a model by catalog id or by the aliases ``models use`` knows (a 
 installed variant). The first request for it loads it (in a helper thread; llama.cpp's own load still runs on
 the llama thread); later ones reuse it. At most ``max_loaded`` chat models stay loaded: loading another
 unloads the least recently used idle one. A model idle past its ``keep_alive`` (default 5 minutes, as Ollama)
-is unloaded by ``reap``. ``--models`` limits which ids may be served at all.
+is unloaded by ``reap``. ``--models`` limits which ids may be served at all. With ``parallel`` above one, a
+chat model gets a ``batch.Batcher`` with as many slots as memory holds (up to ``parallel``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from ..engine import LlamaEngine
     from ..speech import Transcriber
     from ..store import Installed
+    from .batch import Batcher
+
+log = logging.getLogger("assistant.serve")
 
 DEFAULT_KEEP_ALIVE_S = 300.0
 # An embedding request is a few short texts: a small context keeps the second instance's KV cache tiny.
@@ -41,6 +46,13 @@ class Loaded:
     keep_alive_s: float = DEFAULT_KEEP_ALIVE_S
     last_used: float = field(default_factory=time.time)
     busy: int = 0  # requests holding it (waiting or generating): never unloaded under them
+    batcher: Batcher | None = None  # None: one request at a time, through ``lock``
+
+    def close(self) -> None:
+        """Free it (from a helper thread): the batch context first, as it lives on the engine's weights."""
+        if self.batcher is not None:
+            self.batcher.close()
+        self.engine.close()
 
     @property
     def expires_at(self) -> float:
@@ -52,6 +64,7 @@ class Loaded:
             "size_bytes": self.installed.size_bytes,
             "memory_bytes": self.engine.estimate.total,
             "context": self.engine.context_size,
+            "parallel": self.batcher.n_slots if self.batcher is not None else 1,
             "idle_s": 0.0 if self.busy else max(0.0, time.time() - self.last_used),
             "expires_at": self.expires_at,
         }
@@ -77,10 +90,13 @@ def keep_alive_seconds(value: float | str | None) -> float:
 class ModelPool:
     """See the module docstring. Its methods run on the event loop; the loads run in helper threads."""
 
-    def __init__(self, settings: Settings, allowed: list[str] | None = None, *, max_loaded: int = 2) -> None:
+    def __init__(
+        self, settings: Settings, allowed: list[str] | None = None, *, max_loaded: int = 2, parallel: int = 1
+    ) -> None:
         self.settings = settings
         self.allowed = allowed
         self.max_loaded = max(1, max_loaded)
+        self.parallel = max(1, parallel)
         self.chat: dict[str, Loaded] = {}
         self._embedders: dict[str, Any] = {}
         self._transcriber: Transcriber | None = None
@@ -125,8 +141,8 @@ class ModelPool:
             loaded = self.chat.get(item.id)
             if loaded is None:
                 self._make_room()
-                engine = await asyncio.to_thread(self._load, item)
-                loaded = self.chat[item.id] = Loaded(item, engine)
+                engine, batcher = await asyncio.to_thread(self._load, item)
+                loaded = self.chat[item.id] = Loaded(item, engine, batcher=batcher)
             loaded.busy += 1
             loaded.keep_alive_s = keep_alive_seconds(keep_alive)
             loaded.last_used = time.time()
@@ -138,7 +154,25 @@ class ModelPool:
         if loaded.keep_alive_s == 0:
             self.reap()
 
-    def _load(self, item: Installed) -> LlamaEngine:
+    def _load(self, item: Installed) -> tuple[LlamaEngine, Batcher | None]:
+        engine = self._load_engine(item)
+        return engine, self._batcher(engine)
+
+    def _batcher(self, engine: LlamaEngine) -> Batcher | None:
+        """A batch context with the slots memory holds; none (one request at a time) if that is one, or if
+        llama.cpp cannot make one (then the model still serves, as with ``--parallel 1``)."""
+        from .batch import Batcher, fitting_slots
+
+        slots = fitting_slots(engine, self.parallel) if self.parallel > 1 else 1
+        if slots < 2:
+            return None
+        try:
+            return Batcher(engine, slots)
+        except (ValueError, RuntimeError) as exc:
+            log.warning("%s: no batching (%s); serving one request at a time", engine.model_id, one_line(exc))
+            return None
+
+    def _load_engine(self, item: Installed) -> LlamaEngine:
         from ..engine import LlamaEngine
 
         runtime = self.settings.runtime
@@ -170,7 +204,7 @@ class ModelPool:
         """Forget it now (on the event loop, so no request picks it up again); free it in a helper thread, as
         llama.cpp's free takes a moment and the event loop must not wait on the llama thread."""
         self.chat.pop(loaded.installed.id, None)
-        asyncio.get_running_loop().run_in_executor(None, loaded.engine.close)
+        asyncio.get_running_loop().run_in_executor(None, loaded.close)
 
     def reap(self, now: float | None = None) -> list[str]:
         """Unload idle models past their keep_alive; returns their ids. Runs on the event loop."""
@@ -233,7 +267,7 @@ class ModelPool:
         """Free everything (from a helper thread, at shutdown, once no request is left)."""
         loaded, self.chat = list(self.chat.values()), {}
         for item in loaded:
-            item.engine.close()
+            item.close()
         from ..llama import llama_thread
 
         for llm in self._embedders.values():

@@ -91,7 +91,10 @@ class Reply:
             raise
         request.state.model = loaded.installed.id
         server.jobs.add(job)
-        items = generation.stream(loaded.engine, loaded.lock, job)
+        if loaded.batcher is not None:  # decodes alongside the model's other requests
+            items = loaded.batcher.stream(job)
+        else:  # one at a time, in arrival order (the model's lock)
+            items = generation.stream(loaded.engine, loaded.lock, job)
         reply = cls(request, loaded, job, items)
         try:
             reply.first = await anext(items)
