@@ -109,3 +109,15 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
+
+
+def register(model_path: Path, model_id: str, home: Path) -> None:
+    """Register ``model_path`` in a throwaway home (in a child, so this process's env stays untouched)."""
+    code = (
+        "import sys; from pathlib import Path; from assistant import gguf; "
+        "from assistant.store import Installed, Store; p = Path(sys.argv[1]); "
+        "Store().add(Installed(sys.argv[2], 'llm', p, False, p.stat().st_size, None, 'bench', "
+        "info=gguf.read(p).summary()))"
+    )
+    env = {**os.environ, "ASSISTANT_HOME": str(home)}
+    subprocess.run([sys.executable, "-c", code, str(model_path), model_id], env=env, check=True, cwd=REPO)

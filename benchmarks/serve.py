@@ -1,8 +1,9 @@
 """Serving overhead: is one reply streamed through ``assistant serve`` as fast as the engine in-process?
 
-One process, one GGUF: the server runs here under uvicorn in a background thread (its own engine, on the same
-llama thread as the in-process engine, so both use the same OpenMP team and the same threads), and the client
-streams ``/v1/chat/completions`` over loopback with httpx. Paired rounds, A B then B A (HTTP and in-process
+One GGUF, two processes: ``assistant serve`` as a user starts it (its own process, default slots, the same
+threads and context), and here the in-process engine and the client, which streams ``/v1/chat/completions``
+over loopback with one kept-alive httpx client (no client set-up inside the clock; a server in a thread of
+this process would share its GIL with the client's parsing). Paired rounds, A B then B A (HTTP and in-process
 alternate which goes first), the same greedy request each time:
 
 * tg tok/s = tokens after the first / time from the first to the last streamed token (prompt excluded);
@@ -18,16 +19,19 @@ Writes benchmarks/results/serve.json (``BENCH_RESULTS=DIR`` writes elsewhere).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import PROMPT, SYSTEM, chat_model, chat_parser, print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, chat_model, chat_parser, print_table, register, write_json
 
 RATIO_TARGET = 0.95
 TTFT_TARGET_MS = 10.0
@@ -40,9 +44,8 @@ def _speed(stamps: list[float], started: float) -> dict[str, float]:
     return {"tok_s": rate, "ttft_ms": (stamps[0] - started) * 1000 if stamps else 0.0, "tokens": len(stamps)}
 
 
-def run_http(url: str, model: str, tokens: int) -> dict[str, float]:
-    import httpx
-
+def run_http(http: Any, url: str, model: str, tokens: int) -> dict[str, float]:
+    """One streamed reply over ``http`` (a kept-alive ``httpx.Client``: no client set-up inside the clock)."""
     body = {
         "model": model,
         "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
@@ -52,7 +55,7 @@ def run_http(url: str, model: str, tokens: int) -> dict[str, float]:
     }
     stamps: list[float] = []
     started = time.perf_counter()
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as response:
+    with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 choices = json.loads(line[6:]).get("choices") or [{}]
@@ -74,54 +77,77 @@ def run_engine(engine: Any, tokens: int) -> dict[str, float]:
     return _speed(stamps, started)
 
 
-def start_server(settings: Any, port: int, parallel: int | None = None) -> tuple[Any, threading.Thread]:
-    """The server in a background thread (``parallel`` None: ``assistant serve``'s default)."""
-    import uvicorn
+def start_server(item: Any, threads: int, ctx: int, port: int, parallel: int | None = None) -> subprocess.Popen[bytes]:
+    """``assistant serve`` as a process of its own, as a user runs it (and as llama-server runs in
+    serve_batch.py): the benchmark's clients parse their streams in this process, and a server in a thread here
+    would share its GIL with them. A throwaway home with ``item`` registered in place and the benchmark's
+    threads and context in its config.toml; ``parallel`` None is ``assistant serve``'s default."""
+    import httpx
 
-    from assistant.server.app import ServerConfig, create_app
+    home = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    register(item.path, item.id, home)
+    (home / "config").mkdir(exist_ok=True)
+    (home / "config" / "config.toml").write_text(f"[runtime]\nthreads = {threads}\ncontext_size = {ctx}\n")
+    command = [sys.executable, "-m", "assistant", "serve", "--port", str(port)]
+    command += ["--parallel", str(parallel)] if parallel else []
+    log = (home / "serve.log").open("wb")
+    process = subprocess.Popen(
+        command, env={**os.environ, "ASSISTANT_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"assistant serve exited with {process.returncode}: see {home / 'serve.log'}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("assistant serve did not start")
 
-    app = create_app(ServerConfig(port=port, settings=settings, parallel=parallel))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise SystemExit("the server did not start")
-        time.sleep(0.05)
-    return server, thread
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl+C, as a user stops it."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:
     parser = chat_parser(__doc__, ctx=2048)
     parser.add_argument("--port", type=int, default=18435)
     args = parser.parse_args()
-    settings, threads, item = chat_model(args)
+    _settings, threads, item = chat_model(args)
     if item is None:
         raise SystemExit("--gguf is not supported here: the server serves installed models (use --model)")
-    runtime = settings.runtime.model_copy(update={"threads": threads, "context_size": args.ctx})
-    settings = settings.model_copy(update={"runtime": runtime})
+    import httpx
 
     from assistant.engine import LlamaEngine
 
     engine = LlamaEngine(item, n_ctx=args.ctx, n_threads=threads, model_id=item.id)
-    server, thread = start_server(settings, args.port)
+    server = start_server(item, threads, args.ctx, args.port)  # as a user starts it: the default slots
     url = f"http://127.0.0.1:{args.port}"
+    http = httpx.Client(timeout=600)
     try:
-        run_http(url, item.id, 4)  # warm-up: loads the server's copy of the model
+        run_http(http, url, item.id, 4)  # warm-up: loads the server's copy of the model, opens the connection
         run_engine(engine, 4)
         pairs = []
         for i in range(args.repeats):
             order = [
-                (HTTP, lambda: run_http(url, item.id, args.tokens)),
+                (HTTP, lambda: run_http(http, url, item.id, args.tokens)),
                 (INPROC, lambda: run_engine(engine, args.tokens)),
             ]
             if i % 2:
                 order.reverse()
             pairs.append({name: fn() for name, fn in order})
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        http.close()
+        stop_server(server)
         engine.close()
     ratios = [p[HTTP]["tok_s"] / p[INPROC]["tok_s"] for p in pairs if p[INPROC]["tok_s"]]
     added = [p[HTTP]["ttft_ms"] - p[INPROC]["ttft_ms"] for p in pairs]

@@ -1,12 +1,12 @@
 """Continuous batching: aggregate generated tok/s and time to first token at 1, 2, 4 and 8 concurrent streams.
 
-``assistant serve`` runs here under uvicorn in a background thread with ``--parallel`` slots (4 by default),
-and N client threads, released together, each stream one greedy ``/v1/chat/completions`` reply of ``--tokens``
+``assistant serve`` runs as its own process (as llama-server does, so neither shares a GIL with the clients)
+with ``--parallel`` slots (4 by default), and N client threads, released together, each stream one greedy ``/v1/chat/completions`` reply of ``--tokens``
 tokens over loopback. Per concurrency and round:
 
 * aggregate tok/s = completion tokens of all N replies / wall time from the release to the last stream's end;
 * time to first token of each stream (p50 and p99 over all rounds' streams);
-* the server process's peak RSS at the end (``ru_maxrss``: with 4 slots, every slot's KV cache in use).
+* each server process's peak RSS at the end (``VmHWM``: with 4 slots, every slot's KV cache in use).
 
 With ``--llama-server PATH`` (llama.cpp's own server, built from the llama-cpp-python sdist's sources, see
 ``llama_bench_compare.build_llama_bench``) the same requests go to it too, same GGUF, threads and
@@ -22,7 +22,6 @@ Writes benchmarks/results/serve_batch.json (``BENCH_RESULTS=DIR`` writes elsewhe
 from __future__ import annotations
 
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import PROMPT, SYSTEM, chat_model, chat_parser, print_table, write_json
-from serve import start_server
+from serve import start_server, stop_server
 
 OURS, THEIRS = "assistant serve", "llama-server"
 
@@ -110,6 +109,14 @@ def start_llama_server(binary: Path, gguf: Path, threads: int, ctx: int, paralle
     raise SystemExit("llama-server did not start")
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """A server process's peak resident memory so far (Linux ``VmHWM``): every slot's KV cache in use."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
@@ -134,15 +141,13 @@ def main() -> None:
     parser.add_argument("--streams", default="1,2,4,8")
     parser.add_argument("--llama-server", type=Path, help="llama.cpp's llama-server binary, to compare with")
     args = parser.parse_args()
-    settings, threads, item = chat_model(args)
+    _settings, threads, item = chat_model(args)
     if item is None:
         raise SystemExit("--gguf is not supported here: the server serves installed models (use --model)")
-    runtime = settings.runtime.model_copy(update={"threads": threads, "context_size": args.ctx})
-    settings = settings.model_copy(update={"runtime": runtime})
     levels = [int(n) for n in args.streams.split(",")]
 
     servers = {OURS: f"http://127.0.0.1:{args.port}"}
-    server, thread = start_server(settings, args.port, parallel=args.parallel)
+    server = start_server(item, threads, args.ctx, args.port, parallel=args.parallel)
     theirs = None
     if args.llama_server:
         theirs = start_llama_server(args.llama_server, item.path, threads, args.ctx, args.parallel, args.port + 1)
@@ -158,10 +163,10 @@ def main() -> None:
                     order.reverse()
                 for name, url in order:
                     rounds.setdefault((name, streams), []).append(round_of(url, item.id, args.tokens, streams))
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak_rss = peak_rss_bytes(server.pid)
+        peak_rss_theirs = peak_rss_bytes(theirs.pid) if theirs is not None else None
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        stop_server(server)
         if theirs is not None:
             theirs.terminate()
             theirs.wait(timeout=30)
@@ -171,6 +176,7 @@ def main() -> None:
     summary: dict[str, Any] = {
         "parallel": args.parallel,
         "peak_rss_bytes": peak_rss,
+        "peak_rss_bytes_llama_server": peak_rss_theirs,
         "scaling_vs_one_stream": {n: ours[n] / ours[levels[0]] for n in levels if ours.get(levels[0])},
     }
     if args.llama_server:

@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import PROMPT, REPO, SYSTEM, chat_model, chat_parser, print_table, write_json
+from _common import PROMPT, REPO, SYSTEM, chat_model, chat_parser, print_table, register, write_json
 
 FIRST_PAINT = b"New chat"  # a footer label: part of the first frame Textual writes
 PAINT_TIMEOUT = 30.0
@@ -62,18 +62,6 @@ LAG_TARGET_MS = 100
 
 
 # -- first paint --------------------------------------------------------------------------------------
-
-
-def register(model_path: Path, model_id: str, home: Path) -> None:
-    """Register ``model_path`` in a throwaway home (in a child, so this process's env stays untouched)."""
-    code = (
-        "import sys; from pathlib import Path; from assistant import gguf; "
-        "from assistant.store import Installed, Store; p = Path(sys.argv[1]); "
-        "Store().add(Installed(sys.argv[2], 'llm', p, False, p.stat().st_size, None, 'bench', "
-        "info=gguf.read(p).summary()))"
-    )
-    env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    subprocess.run([sys.executable, "-c", code, str(model_path), model_id], env=env, check=True, cwd=REPO)
 
 
 # The floor: the smallest Textual app with the same first-frame marker (a header, an input and a footer
