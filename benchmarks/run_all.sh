@@ -25,6 +25,11 @@ run benchmarks/fit_accuracy.py
 run benchmarks/llama_bench_compare.py
 run benchmarks/pull_speed.py
 run benchmarks/quant_ladder.py --reps 3
+run benchmarks/serve.py
+# llama-server, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to llama-bench:
+# cmake --build <cache>/llama-cpp-python-*/build --target llama-server), is measured beside us.
+llama_server=$(compgen -G "${LLAMA_CACHE:-$HOME/.cache/assistant-bench}/llama-cpp-python-*/build/bin/llama-server" | head -n1 || true)
+run benchmarks/serve_batch.py --tokens 64 --repeats 3 ${llama_server:+--llama-server "$llama_server"}
 if [[ -d packaging/dist ]]; then
     run benchmarks/binary.py
 else
