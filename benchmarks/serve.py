@@ -46,13 +46,7 @@ def _speed(stamps: list[float], started: float) -> dict[str, float]:
 
 def run_http(http: Any, url: str, model: str, tokens: int) -> dict[str, float]:
     """One streamed reply over ``http`` (a kept-alive ``httpx.Client``: no client set-up inside the clock)."""
-    body = {
-        "model": model,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "stream": True,
-    }
+    body = chat_body(model, tokens)
     stamps: list[float] = []
     started = time.perf_counter()
     with http.stream("POST", url + "/v1/chat/completions", json=body) as response:
@@ -82,7 +76,6 @@ def start_server(item: Any, threads: int, ctx: int, port: int, parallel: int | N
     serve_batch.py): the benchmark's clients parse their streams in this process, and a server in a thread here
     would share its GIL with them. A throwaway home with ``item`` registered in place and the benchmark's
     threads and context in its config.toml; ``parallel`` None is ``assistant serve``'s default."""
-    import httpx
 
     home = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     register(item.path, item.id, home)
@@ -94,10 +87,17 @@ def start_server(item: Any, threads: int, ctx: int, port: int, parallel: int | N
     process = subprocess.Popen(
         command, env={**os.environ, "ASSISTANT_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
     )
+    return wait_healthy(process, port, f"assistant serve (see {home / 'serve.log'})")
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, name: str) -> subprocess.Popen[bytes]:
+    """``process`` once its ``/health`` answers 200 (ours and llama-server both have one)."""
+    import httpx
+
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"assistant serve exited with {process.returncode}: see {home / 'serve.log'}")
+            raise SystemExit(f"{name} exited with {process.returncode}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
                 return process
@@ -105,7 +105,21 @@ def start_server(item: Any, threads: int, ctx: int, port: int, parallel: int | N
             pass
         time.sleep(0.2)
     process.kill()
-    raise SystemExit("assistant serve did not start")
+    raise SystemExit(f"{name} did not start")
+
+
+def chat_body(model: str, tokens: int, *, include_usage: bool = False) -> dict[str, Any]:
+    """The benchmark's greedy streamed chat request."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    return body
 
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:

@@ -32,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _common import PROMPT, SYSTEM, chat_model, chat_parser, print_table, write_json
-from serve import start_server, stop_server
+from _common import chat_model, chat_parser, print_table, write_json
+from serve import chat_body, start_server, stop_server, wait_healthy
 
 OURS, THEIRS = "assistant serve", "llama-server"
 
@@ -42,14 +42,7 @@ def one_stream(url: str, model: str, tokens: int, release: threading.Barrier) ->
     """One greedy streamed reply; the time to its first text, its end, and its completion tokens."""
     import httpx
 
-    body = {
-        "model": model,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body = chat_body(model, tokens, include_usage=True)
     first = 0.0
     usage = 0
     with httpx.Client(timeout=600) as http:
@@ -88,25 +81,12 @@ def round_of(url: str, model: str, tokens: int, streams: int) -> dict[str, Any]:
 
 
 def start_llama_server(binary: Path, gguf: Path, threads: int, ctx: int, parallel: int, port: int) -> Any:
-    import httpx
-
     process = subprocess.Popen(
         [str(binary), "-m", str(gguf), "-t", str(threads), "-tb", str(threads), "-c", str(ctx * parallel),
          "--parallel", str(parallel), "--port", str(port), "--host", "127.0.0.1", "--no-webui"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"llama-server exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("llama-server did not start")
+    return wait_healthy(process, port, "llama-server")
 
 
 def peak_rss_bytes(pid: int) -> int:
