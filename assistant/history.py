@@ -225,7 +225,8 @@ class History:
         self._readonly = bool(getattr(first, "readonly", False))
         self._local = threading.local()
         self._local.conn = first
-        self._owned: list[sqlite3.Connection] = [] if conn is not None else [first]
+        here = threading.current_thread()
+        self._owned: list[tuple[threading.Thread, sqlite3.Connection]] = [] if conn is not None else [(here, first)]
         self._owned_lock = threading.Lock()
 
     @property
@@ -236,15 +237,20 @@ class History:
             conn = db.connect(self._path, readonly=self._readonly)
             self._local.conn = conn
             with self._owned_lock:
-                self._owned.append(conn)
+                self._owned.append((threading.current_thread(), conn))
         return conn
 
     def close(self) -> None:
-        """Close the connections this object opened (not one passed in)."""
+        """Close the connections this object opened (not one passed in): this thread's and those of threads
+        that have ended. One that a thread still running opened is left to that thread, and goes when the
+        last reference to it does: closing a connection under another thread's statement crashes SQLite (a
+        reply's worker can still be saving when the app quits: a segfault in the UI tests)."""
         with self._owned_lock:
             owned, self._owned = self._owned, []
-        for conn in owned:
-            conn.close()
+        here = threading.current_thread()
+        for thread, conn in owned:
+            if thread is here or not thread.is_alive():
+                conn.close()
         self._local = threading.local()
 
     @contextmanager

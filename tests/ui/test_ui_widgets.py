@@ -122,3 +122,23 @@ async def test_chat_log_follows_new_text_only_when_at_the_bottom() -> None:
             await reply.append(f"line {n}\n\n")
         await reply.finish(partial=False)
         await wait_until(pilot, lambda: log.scroll_y == log.max_scroll_y and log.max_scroll_y > 30, "following")
+
+
+async def test_a_screen_dismissed_before_it_has_mounted_leaves_the_app_running() -> None:
+    """A fast Esc can dismiss the first-run screen or a confirmation before it has mounted: focusing its
+    button then must not look for widgets that are already gone (that query's failure ended the app)."""
+    from assistant.ui.screens.dialogs import Confirm
+    from assistant.ui.screens.first_run import FirstRunScreen
+
+    class Host(App[None]):
+        def on_mount(self) -> None:
+            for screen in (FirstRunScreen([("starter:q4_0", 1)], puller=lambda *_: []), Confirm("Delete it?")):
+                self.push_screen(screen)
+                self.pop_screen()  # in the same turn of the loop: before the screen's own mount has run
+
+    app = Host()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert len(app.screen_stack) == 1 and app.is_running
+    assert app.return_code in (None, 0)

@@ -36,6 +36,7 @@ class RenameChat(ModalScreen[str | None]):
 
 class Confirm(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+    AUTO_FOCUS = "#no"  # the safe answer; see FirstRunScreen.AUTO_FOCUS for why not on_mount
 
     def __init__(self, question: str, yes: str = "Delete") -> None:
         super().__init__()
@@ -48,9 +49,6 @@ class Confirm(ModalScreen[bool]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.yes, variant="error", id="yes")
                 yield Button("Cancel", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
 
     @on(Button.Pressed)
     def _answer(self, event: Button.Pressed) -> None:

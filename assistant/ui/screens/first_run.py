@@ -39,6 +39,9 @@ class FirstRunScreen(Screen[bool]):
     """Dismissed with True once the starter models are installed."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "stop", "Stop download", id="first_run.stop")]
+    # Focused by Textual when the screen becomes active: a screen dismissed before it has mounted (a fast
+    # Esc) has no buttons left for an on_mount query to find, and that query failing took the app down.
+    AUTO_FOCUS = "#pull"
 
     def __init__(self, starters: list[tuple[str, int | None]], puller: StarterPuller | None = None) -> None:
         super().__init__()
@@ -64,9 +67,6 @@ class FirstRunScreen(Screen[bool]):
             with Horizontal(id="first-run-buttons"):
                 yield Button("Download", variant="primary", id="pull")
                 yield Button("Quit", id="quit")
-
-    def on_mount(self) -> None:
-        self.query_one("#pull", Button).focus()
 
     @on(Button.Pressed, "#pull")
     def _start(self) -> None:
