@@ -18,10 +18,17 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+# Runtime settings a run can sweep (``assistant bench --kv-type f16,q8_0 --flash-attn off,on``).
+KV_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2, "f32": 0}  # ggml_type values: GGML_TYPE_F16, _Q8_0, _Q4_0, _F32
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}  # llama_flash_attn_type: AUTO, DISABLED, ENABLED
+
+
 class LlamaModel:
     """One model and one context (see the module docstring)."""
 
-    def __init__(self, path: str, *, n_ctx: int, n_batch: int, threads: int) -> None:
+    def __init__(
+        self, path: str, *, n_ctx: int, n_batch: int, threads: int, kv_type: str = "f16", flash_attn: str = "auto"
+    ) -> None:
         import llama_cpp
 
         self.L = llama_cpp
@@ -33,12 +40,16 @@ class LlamaModel:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
+        self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
+        self.kv_type = kv_type
+        self.flash_attn = flash_attn
         self.ctx: Any = None
         self.batch: Any = None
         self.n_batch = n_batch
         self.new_context(n_ctx=n_ctx, n_batch=n_batch, threads=threads)
 
     def new_context(self, *, n_ctx: int, n_batch: int, threads: int) -> None:
+        """A fresh context; the KV cache type and flash attention are the model's (set when loaded)."""
         L = self.L
         self.free_context()
         params = L.llama_context_default_params()
@@ -47,6 +58,8 @@ class LlamaModel:
         params.n_ubatch = n_batch
         params.n_threads = threads
         params.n_threads_batch = threads
+        params.type_k = params.type_v = KV_TYPES[self.kv_type]
+        params.flash_attn_type = FLASH_ATTN[self.flash_attn]
         self.ctx = L.llama_init_from_model(self.model, params)
         if not self.ctx:
             raise AssistantError(f"llama.cpp could not create a {n_ctx}-token context for {self.path}")
@@ -69,17 +82,39 @@ class LlamaModel:
             self.L.llama_model_free(self.model)
             self.model = None
 
-    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+    def tokenize(self, text: str, add_bos: bool, special: bool = False) -> list[int]:
+        """``special``: control tokens written in ``text`` (a chat template's) become those tokens."""
         L = self.L
         data = text.encode("utf-8")
         size = len(data) + 8
         buf = (L.llama_token * size)()
-        n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, False)
+        n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, special)
         if n < 0:
             size = -n
             buf = (L.llama_token * size)()
-            n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, False)
+            n = L.llama_tokenize(self.vocab, data, len(data), buf, size, add_bos, special)
         return list(buf[:n])
+
+    def token_text(self, token: int) -> str:
+        """A token's text as the vocabulary spells it (a chat template's ``bos_token``); "" for none."""
+        if token < 0:
+            return ""
+        raw = self.L.llama_vocab_get_text(self.vocab, token)
+        return raw.decode("utf-8", errors="replace") if raw else ""
+
+    def piece(self, token: int) -> str:
+        """The text a generated token adds (control tokens add nothing)."""
+        import ctypes
+
+        buf = ctypes.create_string_buffer(64)
+        n = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.L.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(self.L.llama_vocab_is_eog(self.vocab, token))
 
     def clear(self) -> None:
         self.L.llama_memory_clear(self.memory, False)

@@ -67,6 +67,12 @@ class Run:
         return [str(r["id"]) for r in self.rows]
 
     @property
+    def verdict(self) -> dict[str, Any] | None:
+        """The variant to use (``verdict.verdict``), kept with the run's options; None for older runs."""
+        value = self.options.get("verdict")
+        return value if isinstance(value, dict) else None
+
+    @property
     def digest(self) -> str:
         return fp.digest(self.fingerprint)
 
@@ -82,6 +88,7 @@ class Run:
             "options": self.options,
             "fingerprint": self.fingerprint,
             "fingerprint_digest": self.digest,
+            "verdict": self.verdict,
             "results": self.rows,
         }
 

@@ -10,7 +10,7 @@ the options and show the progress.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AssistantError
@@ -18,6 +18,7 @@ from ..errors import AssistantError
 if TYPE_CHECKING:
     from ..store import Store
     from .results import Run
+    from .verdict import Budget
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -30,6 +31,11 @@ class Options:
     reps: int | None = None  # None: 3 repetitions, or 1 with ``quick``
     threads: int = 1
     ctx: int = 4096
+    # Language models only: your own tasks and text, runtime settings to sweep, the verdict's budget.
+    tasks_file: str | None = None
+    text_file: str | None = None
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    budget: Budget | None = None
 
     @property
     def repetitions(self) -> int:
@@ -65,12 +71,34 @@ def run(planned: Plan, *, options: Options, progress: Progress | None = None, ca
     if planned.kind == "whisper":
         from . import speech
 
+        if options.tasks_file or options.text_file or options.sweep:
+            raise AssistantError(
+                "--tasks, --text and setting lists are for language models", "benchmark speech without them"
+            )
+
         opts = speech.Options(reps=options.repetitions, quick=options.quick, threads=options.threads)
         return speech.run(ids, options=opts, reference=reference, store=store, progress=progress, cancel=cancel)
     from . import llm
 
-    opts_llm = llm.Options(reps=options.repetitions, quick=options.quick, threads=options.threads, ctx=options.ctx)
-    return llm.run(ids, options=opts_llm, reference=reference, store=store, progress=progress, cancel=cancel)
+    opts_llm = llm.Options(
+        reps=options.repetitions,
+        quick=options.quick,
+        threads=options.threads,
+        ctx=options.ctx,
+        tasks_file=options.tasks_file,
+        text_file=options.text_file,
+        sweep=options.sweep,
+        **{k: v[0] for k, v in options.sweep.items() if k != "threads" and v},
+    )
+    return llm.run(
+        ids,
+        options=opts_llm,
+        reference=reference,
+        store=store,
+        progress=progress,
+        cancel=cancel,
+        budget=options.budget,
+    )
 
 
 def expand_families(ids: Sequence[str], store: Store) -> tuple[str, ...]:

@@ -45,7 +45,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # imports a module named by its caller.
 WORKERS = {
     "quantize": "assistant.quantize",
-    "bench.llm": "assistant.bench.llm",
+    "bench.llm": "assistant.bench.measure",
     "bench.speech": "assistant.bench.speech",
 }
 

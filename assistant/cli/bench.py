@@ -127,33 +127,69 @@ def bench_group() -> None:
     "reference",
     help="The variant others are compared with (default: the family's source variant; speech: highest precision).",
 )
-@click.option("--threads", type=click.IntRange(1, 512), help="Threads (default: physical cores).")
+@click.option("--threads", "threads", help="Threads, or a list to sweep: 1,2 (default: physical cores).")
 @click.option("--ctx", type=click.IntRange(512, 1_048_576), help="Context size (default: the configured one).")
 @click.option("--reps", type=click.IntRange(1, 100), help="Repetitions of each timing (default 3, --quick 1).")
+@click.option("--kv-type", "kv_type", help="KV cache type, or a list to sweep: f16,q8_0 (default f16).")
+@click.option("--flash-attn", "flash_attn", help="Flash attention off / on / auto, or a list: off,on (default auto).")
+@click.option("--batch", "batch", help="Prompt batch size, or a list to sweep: 256,512 (default 512).")
+@click.option(
+    "--tasks",
+    "tasks_file",
+    type=click.Path(dir_okay=False),
+    help="Your own tasks (JSONL) instead of the built-in ones.",
+)
+@click.option("--text", "text_file", type=click.Path(dir_okay=False), help="Your own text for perplexity and KLD.")
+@click.option("--max-kld", type=click.FloatRange(0), help="Verdict budget: no variant with a higher mean KLD.")
+@click.option(
+    "--max-accuracy-drop", type=click.FloatRange(0), help="Verdict budget: accuracy points a variant may lose."
+)
+@click.option("--max-memory", type=click.FloatRange(0), help="Verdict budget: peak memory in MiB.")
+@click.option("--min-tps", type=click.FloatRange(0), help="Verdict budget: generation speed in tokens/s.")
 @click.option("--no-save", is_flag=True, help="Don't store the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def run_cmd(
     ids: tuple[str, ...],
     quick: bool,
     reference: str | None,
-    threads: int | None,
+    threads: str | None,
     ctx: int | None,
     reps: int | None,
+    kv_type: str | None,
+    flash_attn: str | None,
+    batch: str | None,
+    tasks_file: str | None,
+    text_file: str | None,
+    max_kld: float | None,
+    max_accuracy_drop: float | None,
+    max_memory: float | None,
+    min_tps: float | None,
     no_save: bool,
     as_json: bool,
 ) -> None:
     """Benchmark installed variants: speed (pp512, tg128, TTFT), peak memory, quality vs a reference
-    (perplexity ratio, KL divergence, top-1 agreement), task accuracy, and the PER score.
+    (perplexity ratio, KL divergence, top-1 agreement), task accuracy, and the PER score, each with its
+    95 % interval, then the verdict: the variant to use on this machine.
 
-    MODEL is an installed id, or a family name for all its installed variants.
+    MODEL is an installed id, or a family name for all its installed variants. Settings given as lists
+    (--threads 1,2 --kv-type f16,q8_0) measure every combination, one row each.
     """
     from .. import config
     from ..bench import report, results, runner
+    from ..bench.verdict import Budget
 
     settings = config.load()
     planned = runner.plan(ids, reference)  # before the progress bar: a refusal stays one line
+    sweep = _sweep(threads=threads, kv_type=kv_type, flash_attn=flash_attn, batch=batch)
     options = runner.Options(
-        quick=quick, reps=reps, threads=threads or settings.threads(), ctx=ctx or settings.runtime.context_size
+        quick=quick,
+        reps=reps,
+        threads=sweep["threads"][0] if "threads" in sweep else settings.threads(),
+        ctx=ctx or settings.runtime.context_size,
+        tasks_file=tasks_file,
+        text_file=text_file,
+        sweep=sweep,
+        budget=Budget(max_kld=max_kld, max_accuracy_drop=max_accuracy_drop, max_memory=max_memory, min_tps=min_tps),
     )
     with _progress() as progress:
         tasks: dict[str, Any] = {}
@@ -176,8 +212,44 @@ def run_cmd(
         emit_json(run.to_json())
         return
     stdout_console().print(report.rich_table(run))
+    if run.verdict:
+        stdout_console().print(report.render_verdict(run.verdict))
     if run.id is not None:
         stderr_console().print(f"saved as run {run.id}: assistant bench plot {run.id}")
+
+
+_SWEEP_CHOICES: dict[str, tuple[str, ...]] = {
+    "kv_type": ("f16", "q8_0", "q4_0", "f32"),
+    "flash_attn": ("off", "on", "auto"),
+}
+
+
+def _sweep(**given: str | None) -> dict[str, list[Any]]:
+    """``--threads 1,2``-style lists, checked: numbers where numbers go, known names elsewhere, no repeats."""
+    from ..errors import AssistantError
+
+    out: dict[str, list[Any]] = {}
+    for key, text in given.items():
+        if text is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values = [v.strip().lower() for v in text.split(",")]
+        if not all(values) or len(set(values)) != len(values):
+            raise AssistantError(f"{flag} {text!r}: give distinct values separated by commas", f"e.g. {flag} 1,2")
+        if key in _SWEEP_CHOICES:
+            bad = [v for v in values if v not in _SWEEP_CHOICES[key]]
+            if bad:
+                raise AssistantError(
+                    f"{flag}: unknown value {bad[0]!r}", f"choose from {', '.join(_SWEEP_CHOICES[key])}"
+                )
+            out[key] = values
+            continue
+        if not all(v.isdigit() and 1 <= int(v) <= (512 if key == "threads" else 8192) for v in values):
+            raise AssistantError(
+                f"{flag} {text!r}: give whole numbers", f"e.g. {flag} {'1,2' if key == 'threads' else '256,512'}"
+            )
+        out[key] = [int(v) for v in values]
+    return out
 
 
 _MAX_RUN_ID = 2**63 - 1  # SQLite's INTEGER; a bigger number is no run (not an OverflowError)

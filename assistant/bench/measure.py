@@ -1,0 +1,333 @@
+"""The child side of a language-model benchmark: measure one variant (``llm.run`` starts this in a process
+of its own, through ``worker.run("bench.llm", spec)``, so its peak RSS is its own).
+
+What it measures, and how, is described in ``llm.py``; this module only does it:
+
+* ``_speed``: llama-bench's pp512 / tg128 and a TTFT, each repetition kept so the parent can give intervals;
+* ``_quality``: per-token KL divergence, negative log-likelihoods and top-1 agreement against the reference
+  over the evaluation text, summarised by ``stats.token_stats``;
+* ``_tasks``: every evaluation item scored (log-likelihood of each choice, or a greedy reply matched
+  against the answer), one 0/1 per item so the parent can pair it with the reference's.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import gguf
+from ..errors import AssistantError
+from ..llama import log_to
+from . import stats
+from . import tasks as bench_tasks
+from .llama_model import LlamaModel
+from .llm import EVAL_BATCH, PP_TOKENS, ROW_SLICE, SEED, TG_TOKENS, TTFT_PROMPT, Options, eval_tokens_window
+from .worker import peak_rss_mb
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# A generated answer is short (a number, a word, a name): more tokens than this is a wrong answer anyway.
+GEN_TOKENS = 24
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _timings(values: list[float], digits: int) -> tuple[float, float, float, float]:
+    mean, sd, lo, hi = stats.mean_interval(values)
+    return round(mean, digits), round(sd, digits), round(lo, digits), round(hi, digits)
+
+
+def _speed(m: LlamaModel, opts: Options, step: Callable[[str], None]) -> dict[str, Any]:
+    rng = random.Random(SEED)
+
+    def rand_tokens(n: int) -> list[int]:
+        return [rng.randrange(m.n_vocab) for _ in range(n)]
+
+    def prompt(n: int) -> None:
+        done = 0
+        while done < n:
+            k = min(opts.batch, n - done)
+            tokens = rand_tokens(k)
+            if done == 0 and m.add_bos:
+                tokens[0] = m.bos
+            m.decode_one(tokens)
+            done += k
+        m.sync()
+
+    def generate(n: int) -> None:
+        token = [m.bos if m.add_bos else rng.randrange(m.n_vocab)]
+        for _ in range(n):
+            m.decode_one(token)
+            m.sync()
+            token = [rng.randrange(m.n_vocab)]
+
+    # warm-up, as llama-bench: one prompt pass and one generated token
+    m.clear()
+    prompt(PP_TOKENS)
+    m.clear()
+    generate(1)
+    pp, tg = [], []
+    for _ in range(opts.reps):
+        m.clear()
+        t0 = time.perf_counter()
+        prompt(PP_TOKENS)
+        pp.append(PP_TOKENS / (time.perf_counter() - t0))
+        m.clear()
+        t0 = time.perf_counter()
+        generate(TG_TOKENS)
+        tg.append(TG_TOKENS / (time.perf_counter() - t0))
+        step("speed")
+    ttft_tokens = m.tokenize(TTFT_PROMPT, m.add_bos)
+    ttft = []
+    for _ in range(opts.reps):
+        m.clear()
+        t0 = time.perf_counter()
+        m.decode_one(ttft_tokens)
+        m.sync()
+        first = m.logits(1)  # with batch_get_one only the last position has logits
+        int(first[0].argmax())
+        ttft.append((time.perf_counter() - t0) * 1000)
+    step("ttft")
+    out: dict[str, Any] = {"ttft_prompt_tokens": len(ttft_tokens)}
+    for key, values in (("pp_tps", pp), ("tg_tps", tg), ("ttft_ms", ttft)):
+        out[key], out[f"{key}_sd"], out[f"{key}_lo"], out[f"{key}_hi"] = _timings(values, 2)
+    return out
+
+
+def _quality(
+    cand: LlamaModel, ref: LlamaModel | None, text: str, opts: Options, step: Callable[[str], None]
+) -> dict[str, Any]:
+    """Perplexity of ``cand`` over the evaluation text and, with a reference, KL divergence and top-1
+    agreement against it, position by position (one value per scored token, summarised by ``stats``)."""
+    import numpy as np
+
+    tokens = cand.tokenize(text, False)
+    if ref is not None and ref.tokenize(text, False) != tokens:
+        raise AssistantError("the reference tokenizes the evaluation text differently", "compare variants of one model")
+    chunks = eval_tokens_window(tokens, opts)
+    nll_c: list[np.ndarray] = []
+    nll_r: list[np.ndarray] = []
+    kld: list[np.ndarray] = []
+    same: list[np.ndarray] = []
+    for chunk in chunks:
+        seq = ([cand.bos] if cand.add_bos else []) + chunk
+        cand.clear()
+        if ref is not None:
+            ref.clear()
+        for start in range(0, len(seq) - 1, EVAL_BATCH):
+            part = seq[start : start + EVAL_BATCH]
+            targets = np.asarray(seq[start + 1 : start + 1 + len(part)], dtype=np.int64)
+            rows = len(targets)  # the chunk's last token has nothing to predict
+            cand.decode(part, start, all_logits=True)
+            if ref is not None:
+                ref.decode(part, start, all_logits=True)
+            lc_all = cand.logits(len(part))
+            lr_all = ref.logits(len(part)) if ref is not None else None
+            for s in range(0, rows, ROW_SLICE):
+                idx = np.arange(s, min(s + ROW_SLICE, rows))
+                tgt = targets[idx]
+                lc = _log_softmax(lc_all[idx].astype(np.float32))
+                nll_c.append(-lc[np.arange(len(idx)), tgt].astype(np.float64))
+                if lr_all is not None:
+                    lr = _log_softmax(lr_all[idx].astype(np.float32))
+                    nll_r.append(-lr[np.arange(len(idx)), tgt].astype(np.float64))
+                    kl_rows = (np.exp(lr) * (lr - lc)).sum(axis=-1, dtype=np.float64)
+                    kld.append(np.maximum(kl_rows, 0.0))
+                    same.append((lr.argmax(axis=-1) == lc.argmax(axis=-1)).astype(np.float64))
+        step("quality")
+    if not nll_c:
+        raise AssistantError("the evaluation text is too short for this tokenizer", "give a longer --text file")
+    cand_nll = np.concatenate(nll_c)
+    out: dict[str, Any] = {"eval_tokens": int(cand_nll.size), "ppl": round(math.exp(float(cand_nll.mean())), 4)}
+    if ref is not None:
+        ref_nll = np.concatenate(nll_r)
+        out["ref_ppl"] = round(math.exp(float(ref_nll.mean())), 4)
+        out |= stats.token_stats(np.concatenate(kld), cand_nll, ref_nll, np.concatenate(same))
+    return out
+
+
+class _Generator:
+    """Greedy replies for generated-answer items: the model's chat template when it has one (an instruct
+    model is measured on its actual replies), the bare prompt otherwise (a base model completes it)."""
+
+    def __init__(self, m: LlamaModel) -> None:
+        from .. import template
+
+        self.m = m
+        info = gguf.read(Path(m.path))
+        name = Path(m.path).name
+        self.model_id = name
+        self.compiled = None
+        if info.chat_template:
+            self.compiled, _why = template.compile_chat_template(info.chat_template, name)
+
+    def prompt(self, item: bench_tasks.Task) -> list[int]:
+        from .. import template
+        from ..chat import Message
+
+        m = self.m
+        if self.compiled is None:
+            text = f"{item.system}\n\n{item.prompt}" if item.system else item.prompt
+            return m.tokenize(text, m.add_bos)
+        messages = ([Message("system", item.system)] if item.system else []) + [Message("user", item.prompt)]
+        text = template.chat_prompt(
+            self.compiled, messages, m.token_text(m.bos), m.token_text(m.eos), model_id=self.model_id
+        )
+        return m.tokenize(text, False, special=True)
+
+    def reply(self, item: bench_tasks.Task) -> str:
+        """Greedy decoding up to ``GEN_TOKENS`` tokens, an end-of-generation token or the first line break
+        after some text (the answer is one short line)."""
+        m = self.m
+        tokens = self.prompt(item)
+        if len(tokens) + GEN_TOKENS > m.n_ctx:
+            raise AssistantError(f"task {item.id}: its prompt ({len(tokens)} tokens) does not fit the context")
+        m.clear()
+        pos = 0
+        for start in range(0, len(tokens), m.n_batch):
+            part = tokens[start : start + m.n_batch]
+            m.decode(part, pos, all_logits=False)
+            pos += len(part)
+        pieces: list[str] = []
+        for _ in range(GEN_TOKENS):
+            token = int(m.logits(1)[0].argmax())
+            if m.is_eog(token):
+                break
+            pieces.append(m.piece(token))
+            text = "".join(pieces)
+            if "\n" in text.strip("\n"):
+                break
+            m.decode([token], pos, all_logits=False)
+            pos += 1
+        return "".join(pieces).strip()
+
+
+def _choice_correct(m: LlamaModel, item: bench_tasks.Task) -> bool:
+    """Multiple choice by log-likelihood: score = log P(choice tokens | prompt), highest wins."""
+    import numpy as np
+
+    assert item.choices is not None
+    prompt = item.prompt
+    prefix = m.tokenize(prompt, m.add_bos)
+    m.clear()
+    m.decode(prefix, 0, all_logits=False)
+    first = _log_softmax(m.logits(1)[0].astype(np.float32))
+    scores = []
+    for choice in item.choices:
+        full = m.tokenize(f"{prompt} {choice}", m.add_bos)
+        cont = full[len(prefix) :] if full[: len(prefix)] == prefix else m.tokenize(f" {choice}", False)
+        if not cont:
+            raise AssistantError(f"{Path(m.path).name}: its vocabulary made 0 tokens of the answer {choice!r}")
+        score = float(first[cont[0]])
+        if len(cont) > 1:
+            m.trim(len(prefix))
+            m.decode(cont[:-1], len(prefix), all_logits=True)
+            rows = _log_softmax(m.logits(len(cont) - 1).astype(np.float32))
+            score += float(rows[np.arange(len(cont) - 1), cont[1:]].sum())
+        scores.append(score)
+    return int(np.argmax(scores)) == int(item.answer)
+
+
+def _tasks(m: LlamaModel, items: list[bench_tasks.Task], step: Callable[[str], None]) -> dict[str, Any]:
+    """Every item scored: ``task_results`` holds one 0/1 per item, in ``items`` order (the parent pairs it
+    with the reference's, item by item), ``task_replies`` the generated replies that missed (to see why)."""
+    generator: _Generator | None = None
+    results: list[int] = []
+    replies: dict[str, str] = {}
+    for n, item in enumerate(items, 1):
+        if item.kind == "choice":
+            ok = _choice_correct(m, item)
+        else:
+            generator = generator or _Generator(m)
+            reply = generator.reply(item)
+            ok = bench_tasks.matches(reply, str(item.answer))
+            if not ok:
+                replies[item.id] = reply[:80]
+        results.append(int(ok))
+        if n % 10 == 0 or n == len(items):
+            step("tasks")
+    return {"task_results": results, "task_replies": replies}
+
+
+def _spec_options(spec: dict[str, Any]) -> Options:
+    return Options(
+        reps=int(spec["reps"]),
+        quick=bool(spec["quick"]),
+        threads=int(spec["threads"]),
+        ctx=int(spec["ctx"]),
+        batch=int(spec.get("batch", 512)),
+        kv_type=str(spec.get("kv_type", "f16")),
+        flash_attn=str(spec.get("flash_attn", "auto")),
+        tasks_file=spec.get("tasks_file"),
+        text_file=spec.get("text_file"),
+    )
+
+
+def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Child process: measure one variant (``spec`` from ``llm.run``)."""
+    import llama_cpp
+
+    errors: list[str] = []
+
+    def on_log(level: int, text: str) -> None:
+        if level == 3 and text:  # GGML_LOG_LEVEL_ERROR: kept for the error message
+            errors.append(text.strip())
+
+    log_to(on_log)
+    llama_cpp.llama_backend_init()
+    opts = _spec_options(spec)
+    # speed_only: just load / pp / tg / TTFT / RSS (benchmarks/llama_bench_compare.py)
+    speed_only = bool(spec.get("speed_only"))
+    items = [] if speed_only else opts.task_items()
+    text = "" if speed_only else bench_tasks.eval_text(opts.text_file)
+    units = 1 + opts.reps + 1 + (0 if speed_only else opts.quality_steps(text) + math.ceil(len(items) / 10))
+    emit({"event": "plan", "units": units})
+
+    def step(stage: str) -> None:
+        emit({"event": "advance", "stage": stage})
+
+    settings = {"kv_type": opts.kv_type, "flash_attn": opts.flash_attn}
+    try:
+        loads = []
+        for rep in range(opts.reps):
+            t0 = time.perf_counter()
+            cand = LlamaModel(spec["path"], n_ctx=opts.ctx, n_batch=opts.batch, threads=opts.threads, **settings)
+            loads.append(time.perf_counter() - t0)
+            if rep < opts.reps - 1:
+                cand.close()
+        step("load")
+        load: dict[str, Any] = {}
+        load["load_s"], load["load_s_sd"], load["load_s_lo"], load["load_s_hi"] = _timings(loads, 4)
+        speed = _speed(cand, opts, step)
+        # Peak memory of this variant alone: recorded before the evaluation contexts and the reference exist.
+        peak = round(peak_rss_mb(), 1)
+        if speed_only:
+            cand.close()
+            return {**load, **speed, "peak_rss_mb": peak}
+        n_eval_ctx = max(opts.chunk + 8, max((len(cand.tokenize(i.prompt, True)) for i in items), default=0) + 160)
+        cand.new_context(n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
+        ref = None
+        if spec.get("ref_path"):
+            ref = LlamaModel(spec["ref_path"], n_ctx=opts.chunk + 8, n_batch=EVAL_BATCH, threads=opts.threads)
+            if ref.n_vocab != cand.n_vocab:
+                raise AssistantError("the reference has a different vocabulary", "compare variants of one model")
+        quality = _quality(cand, ref, text, opts, step)
+        if ref is not None:
+            ref.close()
+        scored = _tasks(cand, items, step)
+        cand.close()
+    except AssistantError as exc:
+        if errors and "llama" in exc.message:
+            exc.message += f": {errors[-1]}"
+        raise
+    return {**load, **speed, "peak_rss_mb": peak, **quality, **scored}
