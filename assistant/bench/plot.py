@@ -109,7 +109,7 @@ def terminal(run: Run, width: int = 80, height: int = 22, color: bool = True, ch
     a = axes(run, chosen)
     xs, ys = [p.x for p in a.points], [p.y for p in a.points]
     (x0, x1), (y0, y1) = _padded(xs), _padded(ys)
-    label_dy = (y1 - y0) * 0.06
+    label_dy = (y1 - y0) * max(0.06, 1.2 / max(height - 6, 1))  # at least a text row above its point
     if hasattr(plt, "scatter"):  # plotext 5.x: module-level state
         plt.clear_figure()
         plt.plotsize(width, height)
@@ -136,8 +136,9 @@ def terminal(run: Run, width: int = 80, height: int = 22, color: bool = True, ch
     for group, marker in ((others, "●"), (front, "◆")):
         if group:
             fig.draw(fig.signal([p.x for p in group], [p.y for p in group], marker=marker))
-    for p in a.points:
-        fig.draw(fig.text(p.x, p.y + label_dy, _mark(p)))
+    for p in a.points:  # labels right of the middle end at their point, so they are not cut at the border
+        align = "right" if p.x > (x0 + x1) / 2 else "left"
+        fig.draw(fig.text(p.x, p.y + label_dy, _mark(p), alignment=align))
     fig.ruler(axis=0).lim(x0, x1)
     fig.ruler(axis=1).lim(y0, y1)
     fig.title(f"{a.title} ({FRONT})")

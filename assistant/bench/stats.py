@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import per as per_mod
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the tables and the verdict read rows without it
+    import numpy as np
 
 Z95 = 1.959963984540054  # the two-sided 95 % normal quantile
 BOOTSTRAP_RESAMPLES = 4000  # percentile bootstrap: the 2.5 % and 97.5 % points each rest on 100 resamples
@@ -105,6 +106,8 @@ def paired_accuracy(cand: Sequence[bool], ref: Sequence[bool], seed: int = 0) ->
 
     The bootstrap resamples items (each keeping both answers), so an item both variants find hard counts once,
     as it should. Identical vectors give diff 0, interval [0, 0], p = 1."""
+    import numpy as np
+
     if len(cand) != len(ref):
         raise ValueError(f"paired vectors differ in length: {len(cand)} and {len(ref)}")
     n = len(cand)
@@ -131,6 +134,8 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float, float]:
 
     One value has no spread to measure: sd 0 and lo = hi = mean, which reads as "measured once", not as
     "exact" (the table shows no ± then)."""
+    import numpy as np
+
     if not values:
         raise ValueError("no values")
     arr = np.asarray(values, dtype=float)
@@ -144,6 +149,8 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float, float]:
 
 def se_of_mean(x: np.ndarray) -> float:
     """llama-perplexity's ``±``: sqrt(var / (n - 1)) with the population variance, i.e. sd(ddof=1) / sqrt(n)."""
+    import numpy as np
+
     n = len(x)
     if n < 2:
         return 0.0
@@ -154,6 +161,8 @@ def block_interval(x: np.ndarray, block: int = BLOCK) -> tuple[float, float]:
     """A 95 % batch-means interval for the mean of a correlated series: a t-interval over contiguous block
     means (the tail of a series shorter than a whole block joins the last block). With fewer than
     ``MIN_BLOCKS`` blocks, the blocks are single tokens (the plain se, t-scaled)."""
+    import numpy as np
+
     n = len(x)
     mean = float(x.mean()) if n else 0.0
     if n < 2:
@@ -176,6 +185,8 @@ def token_stats(
     ``ppl_ratio`` = exp(mean(nll_cand - nll_ref)) with ``ppl_ratio_se`` (the se of the *log* ratio, as
     llama-perplexity prints ``ln(PPL(Q)/PPL(base))``) and ``_lo``/``_hi`` (the exponentiated log interval);
     ``ppl`` of the candidate and ``eval_tokens``. See the module docstring for the estimators."""
+    import numpy as np
+
     kld = np.asarray(kld, dtype=float)
     diff = np.asarray(nll_cand, dtype=float) - np.asarray(nll_ref, dtype=float)
     agree = np.asarray(same_top1, dtype=float)

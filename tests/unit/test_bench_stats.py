@@ -4,6 +4,7 @@ is never "significant"; exact values checked by hand (McNemar), against publishe
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,10 +152,10 @@ def test_token_stats_reject_mismatched_arrays() -> None:
         stats.token_stats(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
 
 
-REF = {"id": "f:q8_0", "accuracy": 0.8, "tg_tps": 50.0, "peak_rss_mb": 300.0, "ttft_ms": 100.0}
+REF: dict[str, Any] = {"id": "f:q8_0", "accuracy": 0.8, "tg_tps": 50.0, "peak_rss_mb": 300.0, "ttft_ms": 100.0}
 
 
-def _with_intervals(row: dict[str, float | str], rel: float) -> dict[str, float | str]:
+def _with_intervals(row: dict[str, Any], rel: float) -> dict[str, Any]:
     out = dict(row)
     for key in ("accuracy", "tg_tps", "ttft_ms"):
         value = float(row[key])
@@ -169,7 +170,7 @@ def test_per_interval_of_the_reference_is_one() -> None:
 
 
 def test_per_interval_contains_the_point_and_shrinks_with_narrower_axes() -> None:
-    cand = {"id": "f:q4_0", "accuracy": 0.75, "tg_tps": 80.0, "peak_rss_mb": 200.0, "ttft_ms": 70.0}
+    cand: dict[str, Any] = {"id": "f:q4_0", "accuracy": 0.75, "tg_tps": 80.0, "peak_rss_mb": 200.0, "ttft_ms": 70.0}
     point = per.per(cand, REF)
     widths = []
     for rel in (0.2, 0.05, 0.01):
@@ -182,7 +183,7 @@ def test_per_interval_contains_the_point_and_shrinks_with_narrower_axes() -> Non
 
 
 def test_score_rows_sets_the_per_interval() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {**_with_intervals(REF, 0.05), "reference": "f:q8_0"},
         {**_with_intervals({**REF, "id": "f:q4_0", "tg_tps": 90.0}, 0.05), "reference": "f:q8_0"},
         {"id": "f:old", "reference": "f:q8_0", "accuracy": 0.7, "tg_tps": 60.0},  # stored before intervals
