@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..untrusted import plain
+from ..untrusted import clean, plain
 from .results import Run
 from .stats import half_width, number
 
@@ -145,6 +145,11 @@ def legend(run: Run) -> str:
     return LEGEND if run.kind == "whisper" else LLM_LEGEND
 
 
+def notes(run: Run) -> list[str]:
+    """Why a row shows no quality figures (``quality_note``: e.g. a reference with another vocabulary)."""
+    return [f"{row['id']}: {row['quality_note']}" for row in run.rows if row.get("quality_note")]
+
+
 def columns(run: Run) -> tuple[Column, ...]:
     return SPEECH_COLUMNS if run.kind == "whisper" else LLM_COLUMNS
 
@@ -182,7 +187,7 @@ def rich_table(run: Run) -> Any:
     from rich.table import Table
 
     # stored runs hold model ids, names and machine facts: every cell is plain Text, never markup
-    caption = plain(machine_line(run) + "\n" + legend(run))
+    caption = plain("\n".join((machine_line(run), legend(run), *notes(run))))
     table = Table(title=plain(title(run)), caption=caption, caption_justify="left")
     for col in columns(run):
         table.add_column(col.header, justify=col.justify)  # type: ignore[arg-type]
@@ -221,6 +226,7 @@ def markdown(run: Run, verdict: dict[str, Any] | None = None) -> str:
     lines.extend(family_markdown(run))
     lines.append("")
     lines.append(f"{title(run)}; {machine_line(run)}. {_md_text(legend(run))}.")
+    lines.extend(f"- {_md_text(clean(note, one_line=True))}" for note in notes(run))
     if verdict is not None:
         lines.extend(("", markdown_verdict(verdict)))
     return "\n".join(lines) + "\n"
@@ -240,8 +246,6 @@ def render_verdict(verdict: dict[str, Any]) -> Any:
 
 def markdown_verdict(verdict: dict[str, Any]) -> str:
     """The verdict for a Markdown export: the line in bold, then what the budget ruled out."""
-    from ..untrusted import clean
-
     out = [f"**{_md_text(clean(verdict_line(verdict), one_line=True))}**"]
     for model_id, why in (verdict.get("rejected") or {}).items():
         out.append(f"- {_md_text(clean(f'{model_id}: {why}', one_line=True))}")

@@ -245,3 +245,11 @@ def test_speech_runs_render_with_and_without_intervals() -> None:
     assert "wer_lo" in report.export(run, "csv").splitlines()[0]
     ET.fromstring(plot.svg(run))
     assert plot.axes(run).points[1].y_range == pytest.approx((87.0, 93.0))
+
+
+def test_a_quality_note_is_shown_with_the_table() -> None:
+    rows = _new_rows()[:2]
+    rows[1].update(kld=None, ppl_ratio=None, top1_agreement=None, quality_note="reference has another vocabulary")
+    run = Run(kind="llm", rows=rows, fingerprint={})
+    assert "fam:q2_k: reference has another vocabulary" in _render(report.rich_table(run))
+    assert "- fam:q2\\_k: reference has another vocabulary" in report.markdown(run)

@@ -200,3 +200,13 @@ def test_number_and_half_width_tolerate_stored_junk() -> None:
     assert stats.half_width({"x_lo": 1.0, "x_hi": 3.0}, "x") == 1.0
     assert stats.half_width({"x_lo": "a", "x_hi": 3.0}, "x") is None
     assert stats.half_width({}, "x") is None
+
+
+def test_per_interval_uses_the_paired_accuracy_difference_when_there_is_one() -> None:
+    """The paired interval of the difference is narrower than two separate Wilson intervals (the items are the
+    same), and the PER interval follows it."""
+    ref = {**REF, "accuracy_lo": 0.7, "accuracy_hi": 0.9}
+    cand = {"id": "f:q4_0", "accuracy": 0.75, "accuracy_lo": 0.65, "accuracy_hi": 0.85, "tg_tps": 80.0}
+    unpaired = stats.per_interval(cand, ref, per.AXES)
+    paired = stats.per_interval({**cand, "accuracy_diff_lo": -0.08, "accuracy_diff_hi": -0.02}, ref, per.AXES)
+    assert unpaired[0] < paired[0] < per.per(cand, ref) < paired[1] < unpaired[1]
