@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AssistantError
+from ..untrusted import clean
 from . import verdict as verdict_mod
 from .results import Run
 from .stats import number
@@ -71,7 +72,16 @@ def _point(kind: str, row: dict[str, Any]) -> Point:
     else:
         x, y = number(row.get("tg_tps")) or 0.0, (number(row.get("top1_agreement")) or 0.0) * 100
         x_range, y_range = _range(row, "tg_tps"), _range(row, "top1_agreement", 100)
-    return Point(f"{tag} {size:.0f}MB", x, y, size, bool(row.get("is_reference")), x_range=x_range, y_range=y_range)
+    # a model id is untrusted: no control codes in the terminal plot (or in the SVG, where XML forbids them)
+    return Point(
+        clean(f"{tag} {size:.0f}MB", one_line=True),
+        x,
+        y,
+        size,
+        bool(row.get("is_reference")),
+        x_range=x_range,
+        y_range=y_range,
+    )
 
 
 def axes(run: Run, chosen: str | None = None) -> Axes:
