@@ -108,12 +108,18 @@ def per(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, 
 
 
 def score_rows(rows: Sequence[dict[str, Any]], axes: tuple[Axis, ...] = AXES) -> None:
-    """Add ``per_axes`` and ``per`` to every row of a run, each against the row its ``reference`` names.
+    """Add ``per_axes``, ``per`` and its 95 % interval ``per_lo``/``per_hi`` (``stats.per_interval``: from
+    each axis's own ``_lo``/``_hi``) to every row of a run, each against the row its ``reference`` names.
 
     A row's score reads its own row and its reference's, nothing else: adding or removing other rows (a
     terrible variant, a faster one) changes no score, as long as the reference stays the same."""
+    from .stats import per_interval  # here, not at the top: stats imports this module (and numpy)
+
     by_id = {row["id"]: row for row in rows}
     for row in rows:
-        axis_ratios = ratios(row, by_id[row["reference"]], axes)
+        reference = by_id[row["reference"]]
+        axis_ratios = ratios(row, reference, axes)
         row["per_axes"] = {name: round(value, 4) for name, value in axis_ratios.items()}
         row["per"] = round(geometric_mean(list(axis_ratios.values())), 4)
+        lo, hi = per_interval(row, reference, axes)
+        row["per_lo"], row["per_hi"] = round(min(lo, row["per"]), 4), round(max(hi, row["per"]), 4)

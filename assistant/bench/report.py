@@ -14,24 +14,58 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..untrusted import plain
+from ..untrusted import clean, plain
 from .results import Run
+from .stats import half_width, number
 
 Row = dict[str, Any]
 
 
 def _num(key: str, digits: int = 1, sd: str | None = None, pct: bool = False) -> Callable[[Row], str]:
+    """``value ± h``: h is the half-width of the 95 % interval (``key_lo``/``key_hi``) when the row has one,
+    else the spread ``sd`` (rows stored before the intervals existed); no ± when it is 0."""
+
     def fmt(row: Row) -> str:
-        value = row.get(key)
+        value = number(row.get(key))
         if value is None:
             return "–"
         scale = 100 if pct else 1
         text = f"{value * scale:.{digits}f}" + ("%" if pct else "")
-        if sd and row.get(sd):
-            text += f" ± {row[sd] * scale:.{digits}f}"
+        half = half_width(row, key)
+        if half is None and sd:
+            half = number(row.get(sd))
+        if half:
+            text += f" ± {half * scale:.{digits}f}"
         return text
 
     return fmt
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", "−")
+
+
+def _diff(row: Row) -> str:
+    """The accuracy change against the reference in points, ``± h`` (95 %), ``*`` when significant."""
+    diff = number(row.get("accuracy_diff"))
+    if diff is None:
+        return "–"
+    text = _minus(f"{diff * 100:+.1f}")
+    half = half_width(row, "accuracy_diff")
+    if half:
+        text += f" ± {half * 100:.1f}"
+    return text + (" *" if row.get("accuracy_diff_significant") is True else "")
+
+
+def _per(row: Row) -> str:
+    """PER with its 95 % interval in brackets (no brackets when it has no width, as for the reference)."""
+    value = number(row.get("per"))
+    if value is None:
+        return "–"
+    lo, hi = number(row.get("per_lo")), number(row.get("per_hi"))
+    if lo is None or hi is None or lo == hi:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{lo:.3f}–{hi:.3f}]"
 
 
 def _size(row: Row) -> str:
@@ -73,7 +107,8 @@ LLM_COLUMNS = (
     Column("kld", "KLD", _num("kld", 4)),
     Column("top1_agreement", "top-1", _num("top1_agreement", 1, pct=True)),
     Column("accuracy", "accuracy", _num("accuracy", 1, pct=True)),
-    Column("per", "PER", _num("per", 3)),
+    Column("accuracy_diff", "Δacc pts", _diff),
+    Column("per", "PER", _per),
 )
 SPEECH_COLUMNS = (
     Column("id", "model", _model, "left"),
@@ -84,18 +119,35 @@ SPEECH_COLUMNS = (
     Column("wer", "WER", _num("wer", 1, pct=True)),
     Column("latency_ms", "5 s clip ms", _num("latency_ms", 0, "latency_ms_sd")),
     Column("peak_rss_mb", "peak RSS MiB", _rss),
-    Column("per", "PER", _num("per", 3)),
+    Column("per", "PER", _per),
 )
 # Every numeric key a CSV export carries, in order (the display columns plus their spreads and extras).
+# Each figure's 95 % interval follows it as ``_lo``, ``_hi``; rows stored before the intervals leave them empty.
 LLM_CSV_KEYS = (
-    "id", "reference", "quant", "size_bytes", "bpw", "load_s", "load_s_sd", "pp_tps", "pp_tps_sd", "tg_tps",
-    "tg_tps_sd", "ttft_ms", "ttft_ms_sd", "peak_rss_mb", "fit_estimate_mb", "fit_error_pct", "ppl", "ppl_ratio",
-    "kld", "top1_agreement", "accuracy", "per",
+    "id", "reference", "family", "quant", "size_bytes", "bpw", "load_s", "load_s_sd", "load_s_lo", "load_s_hi",
+    "pp_tps", "pp_tps_sd", "pp_tps_lo", "pp_tps_hi", "tg_tps", "tg_tps_sd", "tg_tps_lo", "tg_tps_hi", "ttft_ms",
+    "ttft_ms_sd", "ttft_ms_lo", "ttft_ms_hi", "peak_rss_mb", "fit_estimate_mb", "fit_error_pct", "ppl",
+    "ppl_ratio", "ppl_ratio_se", "ppl_ratio_lo", "ppl_ratio_hi", "kld", "kld_se", "kld_lo", "kld_hi", "kld_p99",
+    "kld_max", "top1_agreement", "top1_agreement_se", "top1_agreement_lo", "top1_agreement_hi", "quality_note",
+    "accuracy", "accuracy_lo", "accuracy_hi", "accuracy_diff", "accuracy_diff_lo", "accuracy_diff_hi",
+    "accuracy_diff_p", "accuracy_diff_significant", "per", "per_lo", "per_hi",
 )  # fmt: skip
 SPEECH_CSV_KEYS = (
-    "id", "reference", "compute_type", "size_bytes", "load_s", "load_s_sd", "rtf", "rtf_sd", "x_realtime", "wer",
-    "latency_ms", "latency_ms_sd", "peak_rss_mb", "fit_estimate_mb", "fit_error_pct", "per",
+    "id", "reference", "family", "compute_type", "size_bytes", "load_s", "load_s_sd", "load_s_lo", "load_s_hi",
+    "rtf", "rtf_sd", "rtf_lo", "rtf_hi", "x_realtime", "wer", "wer_lo", "wer_hi", "latency_ms", "latency_ms_sd",
+    "peak_rss_mb", "fit_estimate_mb", "fit_error_pct", "per", "per_lo", "per_hi",
 )  # fmt: skip
+LEGEND = "* reference (PER = 1); ± = half the 95 % interval (older runs: the sd of the repetitions)"
+LLM_LEGEND = LEGEND + "; Δacc = accuracy minus the reference's, * = significant (exact McNemar p < 0.05)"
+
+
+def legend(run: Run) -> str:
+    return LEGEND if run.kind == "whisper" else LLM_LEGEND
+
+
+def notes(run: Run) -> list[str]:
+    """Why a row shows no quality figures (``quality_note``: e.g. a reference with another vocabulary)."""
+    return [f"{row['id']}: {row['quality_note']}" for row in run.rows if row.get("quality_note")]
 
 
 def columns(run: Run) -> tuple[Column, ...]:
@@ -135,7 +187,7 @@ def rich_table(run: Run) -> Any:
     from rich.table import Table
 
     # stored runs hold model ids, names and machine facts: every cell is plain Text, never markup
-    caption = plain(machine_line(run) + "\n* reference (PER = 1)")
+    caption = plain("\n".join((machine_line(run), legend(run), *notes(run))))
     table = Table(title=plain(title(run)), caption=caption, caption_justify="left")
     for col in columns(run):
         table.add_column(col.header, justify=col.justify)  # type: ignore[arg-type]
@@ -144,17 +196,65 @@ def rich_table(run: Run) -> Any:
     return table
 
 
-def markdown(run: Run) -> str:
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def family_markdown(run: Run) -> list[str]:
+    """Accuracy by task family, one row per variant with a 95 % Wilson interval per cell; no lines for a
+    run without per-family results (speech, or stored before they existed)."""
+    tables = {str(r["id"]): r["accuracy_by_family"] for r in run.rows if isinstance(r.get("accuracy_by_family"), dict)}
+    families = sorted({str(f) for table in tables.values() for f in table})
+    if not families:
+        return []
+    lines = ["", "| accuracy by family | " + " | ".join(_md_cell(f) for f in families) + " |"]
+    lines.append("|---|" + "---:|" * len(families))
+    for model_id, table in tables.items():
+        cells = [_num("accuracy", 1, pct=True)(c) if isinstance(c := table.get(f), dict) else "–" for f in families]
+        lines.append("| " + " | ".join(_md_cell(x) for x in (model_id, *cells)) + " |")
+    return lines
+
+
+def markdown(run: Run, verdict: dict[str, Any] | None = None) -> str:
     cols = columns(run)
     lines = [
         "| " + " | ".join(c.header for c in cols) + " |",
         "|" + "|".join("---" if c.justify == "left" else "---:" for c in cols) + "|",
     ]
     for row in run.rows:
-        lines.append("| " + " | ".join(c.fmt(row).replace("|", "\\|") for c in cols) + " |")
+        lines.append("| " + " | ".join(_md_cell(c.fmt(row)) for c in cols) + " |")
+    lines.extend(family_markdown(run))
     lines.append("")
-    lines.append(f"{title(run)}; {machine_line(run)}. `*` = reference (PER = 1).")
+    lines.append(f"{title(run)}; {machine_line(run)}. {_md_text(legend(run))}.")
+    lines.extend(f"- {_md_text(clean(note, one_line=True))}" for note in notes(run))
+    if verdict is not None:
+        lines.extend(("", markdown_verdict(verdict)))
     return "\n".join(lines) + "\n"
+
+
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """The verdict as one plain line (its reason names the chosen variant)."""
+    if not verdict.get("id"):
+        return f"verdict: none ({verdict.get('reason') or 'no results'})"
+    return f"verdict: {verdict.get('reason') or verdict['id']}"
+
+
+def render_verdict(verdict: dict[str, Any]) -> Any:
+    """The verdict as a Rich ``Text`` (its ids are untrusted: never markup)."""
+    return plain(verdict_line(verdict), one_line=True)
+
+
+def markdown_verdict(verdict: dict[str, Any]) -> str:
+    """The verdict for a Markdown export: the line in bold, then what the budget ruled out."""
+    out = [f"**{_md_text(clean(verdict_line(verdict), one_line=True))}**"]
+    for model_id, why in (verdict.get("rejected") or {}).items():
+        out.append(f"- {_md_text(clean(f'{model_id}: {why}', one_line=True))}")
+    return "\n".join(out)
+
+
+def _md_text(text: str) -> str:
+    """Markdown punctuation in ids escaped, so a model id cannot become a link or emphasis."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>|#" else ch for ch in text)
 
 
 def csv_text(run: Run) -> str:
@@ -167,16 +267,20 @@ def csv_text(run: Run) -> str:
     return buf.getvalue()
 
 
-def json_text(run: Run) -> str:
-    return json.dumps(run.to_json(), indent=2) + "\n"
+def json_text(run: Run, verdict: dict[str, Any] | None = None) -> str:
+    """The run as JSON (each result row carries its ``accuracy_by_family``), with the verdict when given."""
+    data = run.to_json()
+    if verdict is not None:
+        data["verdict"] = verdict
+    return json.dumps(data, indent=2) + "\n"
 
 
-def export(run: Run, fmt: str) -> str:
+def export(run: Run, fmt: str, verdict: dict[str, Any] | None = None) -> str:
     if fmt == "csv":
         return csv_text(run)
     if fmt == "md":
-        return markdown(run)
-    return json_text(run)
+        return markdown(run, verdict)
+    return json_text(run, verdict)
 
 
 def history_table(runs: list[Run]) -> Any:
