@@ -181,7 +181,8 @@ class BenchScreen(Screen[None]):
     BenchScreen #bench-plot { height: 1fr; min-height: 8; padding: 0 1; }
     BenchScreen #bench-progress-row { height: auto; display: none; padding: 0 1; }
     BenchScreen #bench-progress-row.-running { display: block; }
-    BenchScreen #bench-status { padding: 0 1; width: 1fr; height: auto; }  /* wraps: a long model id keeps the step in view */
+    /* the status wraps: with a long model id the step stays in view */
+    BenchScreen #bench-status { padding: 0 1; width: 1fr; height: auto; }
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
