@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Label, Static
 
 from assistant.bench import fingerprint, results
 from assistant.bench.results import Run
+from assistant.ui.screens.bench_new import NewBenchRun
 from assistant.ui.screens.bench_screen import BenchScreen
 
 from conftest import WHISPER
@@ -70,7 +71,9 @@ async def test_empty_history_says_how_to_start() -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         status = screen.query_one("#bench-status", Label)
         await wait_until(pilot, lambda: "no benchmark runs yet" in str(status.render()), "the empty message")
-        await pilot.press("r")  # nothing to re-run: no worker, no crash
+        assert "press n" in str(status.render())
+        await pilot.press("r")  # nothing to re-run: it offers a new run instead
+        await wait_until(pilot, lambda: isinstance(app.screen, NewBenchRun), "the new-run dialog")
         assert screen._cancel is None
 
 
@@ -88,10 +91,33 @@ async def test_rerun_can_be_cancelled_and_stores_nothing(installed_models: dict[
         status = screen.query_one("#bench-status", Label)
         await wait_until(pilot, lambda: screen.current is not None, "the run to show")
         await pilot.press("r")
-        await wait_until(pilot, lambda: f"{WHISPER}: " in str(status.render()), "the benchmark to start", 60)
+        await wait_until(pilot, lambda: f"1/1 · {WHISPER} · " in str(status.render()), "the benchmark to start", 60)
         await pilot.press("escape")
         await wait_until(pilot, lambda: "cancelled" in str(status.render()), "the cancellation", 30)
         assert not app.closed  # the first Escape stops the run; it doesn't leave the screen
     assert [r.id for r in results.history()] == [run_id]
     children = psutil.Process().children(recursive=True)
     assert not [p for p in children if "_worker" in " ".join(p.cmdline())]  # killed and reaped
+
+
+async def test_a_verdict_is_shown_under_the_table_once_the_report_can_render_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from rich.text import Text
+
+    from assistant.bench import report
+
+    plain_run = _store("q4_k_m", 70.0)
+    rows = results.history()[0].rows
+    opts = {"verdict": {"pick": "fam:q2_k"}}
+    with_verdict = results.save(Run(kind="llm", rows=rows, fingerprint=fingerprint.collect(2, 2048), options=opts))
+    monkeypatch.setattr(report, "render_verdict", lambda v: Text(f"pick [b]{v['pick']}[/b]"), raising=False)
+    screen = BenchScreen(with_verdict)
+    app = Host(screen)
+    async with app.run_test(size=(120, 40)) as pilot:
+        verdict = screen.query_one("#bench-verdict", Static)
+        await wait_until(pilot, lambda: screen.current is not None, "the run to show")
+        assert verdict.display and str(verdict.render()) == "pick [b]fam:q2_k[/b]"  # a Text: never markup
+        await pilot.press("left_square_bracket")
+        assert screen.current is not None and screen.current.id == plain_run
+        assert not verdict.display

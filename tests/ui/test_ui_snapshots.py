@@ -11,12 +11,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from textual.widgets import SelectionList
 
 from assistant.history import History
 from assistant.ui.app import AssistantApp
 from assistant.ui.widgets.prompt_bar import PromptBar
 
-from helpers.ui import ScriptedEngine, first_run_shown, register_fake_model, wait_until
+from helpers.ui import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
 
 REPLY = (
     "Here is a function that adds two numbers:\n\n"
@@ -92,4 +93,34 @@ def test_first_run_screen(snap_compare: Snap, size: tuple[int, int]) -> None:
         await wait_until(pilot, lambda: first_run_shown(pilot.app), "the first-run screen")
 
     app = AssistantApp(engine_factory=lambda model_id: ScriptedEngine())
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_bench_new_run_dialog(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """F9 then ``n``: the installed models (a chat and a speech model), the first one ticked, Quick chosen."""
+    from assistant.store import Installed, Store
+    from assistant.ui.screens.bench_new import NewBenchRun
+    from assistant.ui.screens.bench_screen import BenchScreen
+
+    app = chat_app()
+    store = Store()
+    speech = store.get(FAKE_MODEL)
+    assert speech is not None
+    store.add(Installed("whisper-tiny.en:int8", "whisper", speech.path, True, 78_000_000, None, "test", installed_at=1))
+    store.conn.close()
+
+    async def run_before(pilot: Any) -> None:
+        await wait_until(pilot, lambda: app.engine is not None, "the model")
+        await pilot.press("f9")
+        await wait_until(pilot, lambda: isinstance(app.screen, BenchScreen), "the bench screen")
+        status = app.screen.query_one("#bench-status")
+        await wait_until(pilot, lambda: "no benchmark runs" in str(status.render()), "the runs read")
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, NewBenchRun), "the new-run dialog")
+        models = app.screen.query_one("#bench-models", SelectionList)
+        await wait_until(pilot, lambda: models.option_count == 2, "the models listed")
+        await pilot.press("space")
+        await pilot.wait_for_scheduled_animations()
+
     assert snap_compare(app, terminal_size=size, run_before=run_before)
