@@ -32,6 +32,7 @@ Runtime settings are variants too: ``threads``, ``kv_type``, ``flash_attn`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -291,7 +292,7 @@ def run(
     options_json = options.to_json()
     options_json["verdict"] = verdict_mod.verdict(rows, budget or verdict_mod.Budget())
     if budget is not None:
-        options_json["budget"] = budget.to_json()
+        options_json["budget"] = dataclasses.asdict(budget)
     return Run(
         kind="llm",
         rows=rows,

@@ -51,6 +51,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .stats import Z95, half_width, number
+
 FLOOR = 0.05
 # The ceiling mirrors the floor (1 / 0.05): no single axis can contribute more than 20x either way.
 CEILING = 1 / FLOOR
@@ -108,13 +110,11 @@ def per(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, 
 
 
 def score_rows(rows: Sequence[dict[str, Any]], axes: tuple[Axis, ...] = AXES) -> None:
-    """Add ``per_axes``, ``per`` and its 95 % interval ``per_lo``/``per_hi`` (``stats.per_interval``: from
+    """Add ``per_axes``, ``per`` and its 95 % interval ``per_lo``/``per_hi`` (``per_interval``: from
     each axis's own ``_lo``/``_hi``) to every row of a run, each against the row its ``reference`` names.
 
     A row's score reads its own row and its reference's, nothing else: adding or removing other rows (a
     terrible variant, a faster one) changes no score, as long as the reference stays the same."""
-    from .stats import per_interval  # here, not at the top: stats imports this module (and numpy)
-
     by_id = {row["id"]: row for row in rows}
     for row in rows:
         reference = by_id[row["reference"]]
@@ -123,3 +123,47 @@ def score_rows(rows: Sequence[dict[str, Any]], axes: tuple[Axis, ...] = AXES) ->
         row["per"] = round(geometric_mean(list(axis_ratios.values())), 4)
         lo, hi = per_interval(row, reference, axes)
         row["per_lo"], row["per_hi"] = round(min(lo, row["per"]), 4), round(max(hi, row["per"]), 4)
+
+
+def _log_sd(row: Mapping[str, Any], key: str) -> float:
+    """The sd of log(row[key]) from its 95 % interval by the delta method (sd(log x) ~ sd(x) / x), so an
+    interval touching 0 (Wilson at 0 correct) still gives a finite value; 0 when there is no interval."""
+    value, half = number(row.get(key)), half_width(row, key)
+    if value is None or half is None or value <= 0:
+        return 0.0
+    return half / Z95 / value
+
+
+def _axis_var(row: Mapping[str, Any], reference: Mapping[str, Any], key: str, ref_value: float) -> float:
+    """var(log(row[key] / reference[key])). Accuracy measured on the same items has a paired interval
+    (``accuracy_diff_lo``/``_hi``): log(a / r) ~ (a - r) / r, so its sd is sd(a - r) / r, which keeps the
+    covariance the two separate intervals would ignore. Otherwise the two variances add."""
+    if key == "accuracy":
+        half = half_width(row, "accuracy_diff")
+        if half is not None:
+            return (half / Z95 / ref_value) ** 2
+    return _log_sd(row, key) ** 2 + _log_sd(reference, key) ** 2
+
+
+def per_interval(
+    row: Mapping[str, Any], reference: Mapping[str, Any], axes: Sequence[tuple[str, str, bool]]
+) -> tuple[float, float]:
+    """The 95 % interval of ``row``'s PER against ``reference`` (``axes`` as above).
+
+    log PER is the mean of the axes' log ratios, so var(log PER) = sum(var(log ratio)) / k^2, where each
+    log ratio's variance is the candidate's plus the reference's (measured apart), except for accuracy with a
+    paired difference interval, which is used instead (``_axis_var``). An axis without an interval on a
+    row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). The
+    reference itself is [1, 1]: its ratios are x / x, not measurements."""
+    same = row is reference or (row.get("id") is not None and row.get("id") == reference.get("id"))
+    if same or not axes:
+        return 1.0, 1.0
+    axis_ratios = ratios(row, reference, tuple(axes))
+    var = 0.0
+    for name, key, _better in axes:
+        value, ref_value = number(row.get(key)), number(reference.get(key))
+        if value and ref_value and value > 0 and ref_value > 0 and FLOOR < axis_ratios[name] < CEILING:
+            var += _axis_var(row, reference, key, ref_value)
+    point = geometric_mean(list(axis_ratios.values()))
+    spread = math.exp(Z95 * math.sqrt(var) / len(axes))
+    return clamp(point / spread), clamp(point * spread)

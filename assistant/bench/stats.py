@@ -29,8 +29,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import per as per_mod
-
 if TYPE_CHECKING:  # numpy is imported where it is used: the tables and the verdict read rows without it
     import numpy as np
 
@@ -228,47 +226,3 @@ def half_width(row: Mapping[str, Any], key: str) -> float | None:
     """Half the 95 % interval of ``row[key]`` from ``key_lo``/``key_hi``, or None when the row has none."""
     lo, hi = number(row.get(f"{key}_lo")), number(row.get(f"{key}_hi"))
     return None if lo is None or hi is None else (hi - lo) / 2
-
-
-def _log_sd(row: Mapping[str, Any], key: str) -> float:
-    """The sd of log(row[key]) from its 95 % interval by the delta method (sd(log x) ~ sd(x) / x), so an
-    interval touching 0 (Wilson at 0 correct) still gives a finite value; 0 when there is no interval."""
-    value, half = number(row.get(key)), half_width(row, key)
-    if value is None or half is None or value <= 0:
-        return 0.0
-    return half / Z95 / value
-
-
-def _axis_var(row: Mapping[str, Any], reference: Mapping[str, Any], key: str, ref_value: float) -> float:
-    """var(log(row[key] / reference[key])). Accuracy measured on the same items has a paired interval
-    (``accuracy_diff_lo``/``_hi``): log(a / r) ~ (a - r) / r, so its sd is sd(a - r) / r, which keeps the
-    covariance the two separate intervals would ignore. Otherwise the two variances add."""
-    if key == "accuracy":
-        half = half_width(row, "accuracy_diff")
-        if half is not None:
-            return (half / Z95 / ref_value) ** 2
-    return _log_sd(row, key) ** 2 + _log_sd(reference, key) ** 2
-
-
-def per_interval(
-    row: Mapping[str, Any], reference: Mapping[str, Any], axes: Sequence[tuple[str, str, bool]]
-) -> tuple[float, float]:
-    """The 95 % interval of ``row``'s PER against ``reference`` (``axes`` as in per.py).
-
-    log PER is the mean of the axes' log ratios, so var(log PER) = sum(var(log ratio)) / k^2, where each
-    log ratio's variance is the candidate's plus the reference's (measured apart), except for accuracy with a
-    paired difference interval, which is used instead (``_axis_var``). An axis without an interval on a
-    row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). The
-    reference itself is [1, 1]: its ratios are x / x, not measurements."""
-    same = row is reference or (row.get("id") is not None and row.get("id") == reference.get("id"))
-    if same or not axes:
-        return 1.0, 1.0
-    ratios = per_mod.ratios(row, reference, tuple(axes))
-    var = 0.0
-    for name, key, _better in axes:
-        value, ref_value = number(row.get(key)), number(reference.get(key))
-        if value and ref_value and value > 0 and ref_value > 0 and per_mod.FLOOR < ratios[name] < per_mod.CEILING:
-            var += _axis_var(row, reference, key, ref_value)
-    point = per_mod.geometric_mean(list(ratios.values()))
-    spread = math.exp(Z95 * math.sqrt(var) / len(axes))
-    return per_mod.clamp(point / spread), per_mod.clamp(point * spread)

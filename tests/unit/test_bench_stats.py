@@ -165,8 +165,8 @@ def _with_intervals(row: dict[str, Any], rel: float) -> dict[str, Any]:
 
 def test_per_interval_of_the_reference_is_one() -> None:
     ref = _with_intervals(REF, 0.1)
-    assert stats.per_interval(ref, ref, per.AXES) == (1.0, 1.0)
-    assert stats.per_interval(dict(ref), ref, per.AXES) == (1.0, 1.0)  # same id, another dict
+    assert per.per_interval(ref, ref, per.AXES) == (1.0, 1.0)
+    assert per.per_interval(dict(ref), ref, per.AXES) == (1.0, 1.0)  # same id, another dict
 
 
 def test_per_interval_contains_the_point_and_shrinks_with_narrower_axes() -> None:
@@ -174,12 +174,12 @@ def test_per_interval_contains_the_point_and_shrinks_with_narrower_axes() -> Non
     point = per.per(cand, REF)
     widths = []
     for rel in (0.2, 0.05, 0.01):
-        lo, hi = stats.per_interval(_with_intervals(cand, rel), _with_intervals(REF, rel), per.AXES)
+        lo, hi = per.per_interval(_with_intervals(cand, rel), _with_intervals(REF, rel), per.AXES)
         assert lo < point < hi
         widths.append(hi - lo)
     assert widths[0] > widths[1] > widths[2]
     # no interval on any axis: no width
-    assert stats.per_interval(cand, REF, per.AXES) == pytest.approx((point, point))
+    assert per.per_interval(cand, REF, per.AXES) == pytest.approx((point, point))
 
 
 def test_score_rows_sets_the_per_interval() -> None:
@@ -207,6 +207,6 @@ def test_per_interval_uses_the_paired_accuracy_difference_when_there_is_one() ->
     same), and the PER interval follows it."""
     ref = {**REF, "accuracy_lo": 0.7, "accuracy_hi": 0.9}
     cand = {"id": "f:q4_0", "accuracy": 0.75, "accuracy_lo": 0.65, "accuracy_hi": 0.85, "tg_tps": 80.0}
-    unpaired = stats.per_interval(cand, ref, per.AXES)
-    paired = stats.per_interval({**cand, "accuracy_diff_lo": -0.08, "accuracy_diff_hi": -0.02}, ref, per.AXES)
+    unpaired = per.per_interval(cand, ref, per.AXES)
+    paired = per.per_interval({**cand, "accuracy_diff_lo": -0.08, "accuracy_diff_hi": -0.02}, ref, per.AXES)
     assert unpaired[0] < paired[0] < per.per(cand, ref) < paired[1] < unpaired[1]

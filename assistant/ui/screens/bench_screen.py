@@ -128,15 +128,10 @@ class Tally:
 
 
 def verdict_line(run: Run) -> Text | None:
-    """The run's verdict under the table, once ``report.render_verdict`` and a stored verdict exist.
-
-    The one place that looks for them (the run's attribute, else its options) so that both can become plain
-    attribute access once they have landed."""
+    """The run's verdict under the table (runs stored before verdicts existed have none)."""
     from ...bench import report
 
-    render = getattr(report, "render_verdict", None)
-    verdict = getattr(run, "verdict", None) or run.options.get("verdict")
-    return render(verdict) if render is not None and verdict else None
+    return report.render_verdict(run.verdict) if run.verdict else None
 
 
 class BenchRunsLoaded(Message):
