@@ -102,7 +102,7 @@ class Options:
 
     def combinations(self) -> list[Options]:
         """One Options per combination of the swept settings (just this one when nothing is swept)."""
-        keys = [k for k in SWEPT if self.sweep.get(k)]
+        keys = [k for k in SWEPT if len(self.sweep.get(k) or ()) > 1]
         values = [self.sweep[k] for k in keys]
         return [replace(self, sweep={}, **dict(zip(keys, combo, strict=True))) for combo in itertools.product(*values)]
 
@@ -213,7 +213,7 @@ class _Job:
 
 def _jobs(targets: list[Target], options: Options) -> list[_Job]:
     combos = options.combinations()
-    swept = [k for k in SWEPT if options.sweep.get(k)]
+    swept = [k for k in SWEPT if len(options.sweep.get(k) or ()) > 1]
     jobs = []
     for target in targets:
         for combo in combos:

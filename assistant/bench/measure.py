@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 # A generated answer is short (a number, a word, a name): more tokens than this is a wrong answer anyway.
 GEN_TOKENS = 24
+_SENTENCE_DONE = re.compile(r"[.;!?]\s")
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -186,8 +188,8 @@ class _Generator:
         return m.tokenize(text, False, special=True)
 
     def reply(self, item: bench_tasks.Task) -> str:
-        """Greedy decoding up to ``GEN_TOKENS`` tokens, an end-of-generation token or the first line break
-        after some text (the answer is one short line)."""
+        """Greedy decoding up to ``GEN_TOKENS`` tokens, an end-of-generation token, the first line break
+        after some text or the end of the first sentence (``tasks.matches`` reads no further)."""
         m = self.m
         tokens = self.prompt(item)
         if len(tokens) + GEN_TOKENS > m.n_ctx:
@@ -204,8 +206,8 @@ class _Generator:
             if m.is_eog(token):
                 break
             pieces.append(m.piece(token))
-            text = "".join(pieces)
-            if "\n" in text.strip("\n"):
+            text = "".join(pieces).lstrip()
+            if "\n" in text or _SENTENCE_DONE.search(text):  # matching reads the first sentence only
                 break
             m.decode([token], pos, all_logits=False)
             pos += 1

@@ -251,6 +251,8 @@ _PUNCT = re.compile(r"(?P<keep>(?<=\d)[.,](?=\d))|[^\w\s]|_")
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 # Where the first clause of a reply ends: clause punctuation followed by a space or the end of the line.
 _CLAUSE_END = re.compile(r"[.,;:!?](?=\s|$)")
+_SENTENCE_END = re.compile(r"[.;!?](?=\s|$)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def normalize(text: str) -> str:
@@ -262,20 +264,30 @@ def normalize(text: str) -> str:
 
 
 def matches(generated: str, answer: str) -> bool:
-    """Whether a greedy reply gives ``answer``.
+    """Whether a greedy reply gives ``answer``: an exact match of its first clause, or a sentence that
+    states it.
 
-    The rule: take the reply's first non-blank line, drop a leading "The answer is" or "Answer:", cut it at
-    the first clause punctuation (``.,;:!?`` before a space or the end), and the normalized result must equal
-    the normalized answer. So "12." and "The answer is 12, because 7 + 5 = 12" match "12"; "12 or 13",
-    "120" and "Paris is the capital" do not match "12" or "Paris": extra words in the first clause are a
-    different answer, not a longer way of saying it.
+    Small instruct models answer in sentences ("Sara is 36 years old.", "5 + 6 = 11"), so an exact match
+    alone would score them 0 on every generated item and could not tell two variants apart. The rule, on
+    the reply's first non-blank line with a leading "The answer is" / "Answer:" dropped:
+
+    * **exact**: the first clause (cut at ``.,;:!?`` before a space or the end), normalized, equals the
+      normalized answer: "12.", "a teacher.", "The answer is 12, because ..." match;
+    * **stated**: in the first sentence, a numeric answer must be its *last* number ("5 + 6 = 11",
+      "I think it is 12"; not "12 or 13", "120" or "1 2"), a text answer must appear as whole words
+      ("Sam lives in Lisbon, Portugal." gives "Lisbon"; "Parisian food" does not give "Paris").
     """
     expected = normalize(answer)
     if not expected:
         return False
-    line = next((line for line in generated.splitlines() if line.strip()), "")
-    clause = _CLAUSE_END.split(_PREFIX.sub("", line), maxsplit=1)[0]
-    return normalize(clause) == expected
+    line = _PREFIX.sub("", next((line for line in generated.splitlines() if line.strip()), ""))
+    if normalize(_CLAUSE_END.split(line, maxsplit=1)[0]) == expected:
+        return True
+    sentence = normalize(_SENTENCE_END.split(line, maxsplit=1)[0])
+    if _NUMBER.fullmatch(expected):
+        numbers = _NUMBER.findall(sentence)
+        return bool(numbers) and numbers[-1] == expected
+    return f" {expected} " in f" {sentence} "
 
 
 def eval_genres() -> dict[str, str]:

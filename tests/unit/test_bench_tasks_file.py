@@ -197,6 +197,11 @@ def test_normalize(text: str, normal: str) -> None:
         ("\n\nLisbon!", "Lisbon"),
         ("a teacher.", "teacher"),
         ("3.5", "3.5"),
+        ("5 + 6 = 11", "11"),  # a sentence that states the answer: its last number
+        ("Sara is 36 years old.", "36"),
+        ("I think it is 12", "12"),
+        ("Sam lives in Lisbon, Portugal.", "Lisbon"),  # a text answer as whole words of the first sentence
+        ("Paris is the capital", "Paris"),
     ],
 )
 def test_matches(generated: str, answer: str) -> None:
@@ -210,9 +215,11 @@ def test_matches(generated: str, answer: str) -> None:
         ("120", "12"),
         ("1 2", "12"),
         ("35", "3.5"),
-        ("Paris is the capital", "Paris"),
+        ("Parisian food", "Paris"),
+        ("The capital is Lyon. Paris is bigger.", "Paris"),  # only the first sentence counts
         ("", "12"),
-        ("I think it is 12", "12"),
+        ("12 - 5 = 4", "12"),
+        ("12 - 5 = 4", "7"),
         ("13\n12", "12"),
         ("12", ""),
     ],
