@@ -42,7 +42,7 @@ q2_k keeps 96 % of the task accuracy while generating 49 % faster and answering 
 scores above the reference. (On SmolLM2 most "Q2_K" tensors fall back to Q4_0, whose kernels are quick; its
 memory barely drops because llama.cpp repacks Q4_0 weights into a second, CPU-friendly copy.) PER says
 nothing about *how much* quality loss is acceptable: read it next to the perplexity ratio, the KL divergence
-and the top-1 agreement, which the accuracy axis (67 coarse items) cannot resolve finely.
+and the top-1 agreement, and next to the accuracy difference and its interval (``stats.paired_accuracy``).
 """
 
 from __future__ import annotations
