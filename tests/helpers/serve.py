@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from conftest import REPO, SMOL, STARTERS, WHISPER, register_model, wait_until
+from conftest import REPO, SMOL, STARTERS, WHISPER, env_vars, register_model, wait_until
 
 API_KEY = "test-key-3f9c"
 # One thread: this machine is shared by several test runs and a benchmark; llama.cpp's OpenMP team of two
@@ -110,16 +110,9 @@ def make_home(root: Path, starter_files: dict[str, Path]) -> Path:
     home = root / "home"
     (home / "config").mkdir(parents=True)
     (home / "config" / "config.toml").write_text(CONFIG, encoding="utf-8")
-    saved = os.environ.get("ASSISTANT_HOME")
-    os.environ["ASSISTANT_HOME"] = str(home)
-    try:
+    with env_vars(ASSISTANT_HOME=str(home)):
         for model_id in (SMOL, WHISPER):
             register_model(model_id, starter_files[model_id], "whisper" if model_id == WHISPER else "llm")
-    finally:
-        if saved is None:
-            os.environ.pop("ASSISTANT_HOME", None)
-        else:
-            os.environ["ASSISTANT_HOME"] = saved
     return home
 
 

@@ -4,15 +4,12 @@ Whisper tiny.en on the shipped clips."""
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import SMOL, WHISPER, assert_one_line_error, register_model, run_cli
+from conftest import SMOL, WHISPER, assert_one_line_error, env_vars, register_model, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +23,8 @@ REQUIRED_KEYS = {
 }  # fmt: skip
 
 
-@contextmanager
-def _home(home: Path) -> Iterator[None]:
-    saved = os.environ.get("ASSISTANT_HOME")
-    os.environ["ASSISTANT_HOME"] = str(home)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("ASSISTANT_HOME", None)
-        else:
-            os.environ["ASSISTANT_HOME"] = saved
+def _home(home: Path) -> Any:
+    return env_vars(ASSISTANT_HOME=str(home))
 
 
 @pytest.fixture(scope="module")
