@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ SMOL = "smollm2-135m-instruct:q4_1"
 GEMMA = "gemma3-270m:q4_k_m"
 WHISPER = "whisper-tiny.en:int8"
 STARTERS = (SMOL, GEMMA, WHISPER)
+
+# A run started in the background by a non-interactive shell (``cmd &``) starts with SIGINT ignored, and every
+# process a test starts would inherit that: the Ctrl+C tests would then see a pull or a quantization finish
+# instead of stopping. Put the default back, so children start with SIGINT at its default as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- skips that would hide breakage ------------------------------------------------------------------
