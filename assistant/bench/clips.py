@@ -186,7 +186,7 @@ def _build(folder: Path, clip: BenchClip, noise: np.ndarray) -> None:
         clean = folder / clip.file.replace(f".{clip.condition}.", ".clean.")
         if not clean.exists():
             _build(folder, BenchClip(**{**asdict(clip), "condition": "clean", "file": clean.name}), noise)
-        _write(partial, mix(_read(clean), noise, int(clip.condition.removesuffix("db")), seed=clip.id))
+        write_wav(partial, mix(_read(clean), noise, int(clip.condition.removesuffix("db")), seed=clip.id))
     os.replace(partial, target)
 
 
@@ -212,13 +212,15 @@ def _read(path: Path) -> np.ndarray:
     return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def _write(path: Path, samples: np.ndarray) -> None:
+def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
+    """16-bit mono WAV of ``samples`` (floats in [-1, 1], clipped)."""
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as fh:
         fh.setnchannels(1)
         fh.setsampwidth(2)
-        fh.setframerate(SAMPLE_RATE)
+        fh.setframerate(rate)
         fh.writeframes(pcm.tobytes())
+    return path
 
 
 def normalize(text: str, language: str) -> str:

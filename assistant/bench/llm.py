@@ -102,9 +102,13 @@ class Options:
 
     def combinations(self) -> list[Options]:
         """One Options per combination of the swept settings (just this one when nothing is swept)."""
-        keys = [k for k in SWEPT if len(self.sweep.get(k) or ()) > 1]
+        keys = self.swept()
         values = [self.sweep[k] for k in keys]
         return [replace(self, sweep={}, **dict(zip(keys, combo, strict=True))) for combo in itertools.product(*values)]
+
+    def swept(self) -> list[str]:
+        """The settings given more than one value (a single value sets the setting: no sweep)."""
+        return [k for k in SWEPT if len(self.sweep.get(k) or ()) > 1]
 
     def settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SWEPT}
@@ -213,7 +217,7 @@ class _Job:
 
 def _jobs(targets: list[Target], options: Options) -> list[_Job]:
     combos = options.combinations()
-    swept = [k for k in SWEPT if len(options.sweep.get(k) or ()) > 1]
+    swept = options.swept()
     jobs = []
     for target in targets:
         for combo in combos:

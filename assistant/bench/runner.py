@@ -71,7 +71,9 @@ def run(planned: Plan, *, options: Options, progress: Progress | None = None, ca
     if planned.kind == "whisper":
         from . import speech
 
-        if options.tasks_file or options.text_file or options.sweep:
+        # --threads N is for speech too; lists, the KV cache, flash attention and batches are not
+        swept = {k for k, v in options.sweep.items() if k != "threads" or len(v) > 1}
+        if options.tasks_file or options.text_file or swept:
             raise AssistantError(
                 "--tasks, --text and setting lists are for language models", "benchmark speech without them"
             )

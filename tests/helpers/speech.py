@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from assistant.bench.clips import write_wav
 from assistant.speech import SAMPLE_RATE, Clip, load_audio, normalize_text, reference_clips
 
 from conftest import cannot_run
@@ -85,16 +85,6 @@ def parse_vtt(text: str) -> list[Cue]:
         assert body.strip() and "-->" not in body, f"bad cue text {body!r}"
         cues.append(Cue(start, end, body))
     return cues
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int = SAMPLE_RATE) -> Path:
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 def joined_clips(path: Path, clips: list[Clip] | None = None, gap: float = 0.6) -> tuple[Path, str]:

@@ -61,3 +61,23 @@ def test_run_hands_each_kind_its_own_options(
     )
     assert opts == expected
     assert runner.Options().repetitions == 3 and runner.Options(quick=True, reps=5).repetitions == 5
+
+
+@pytest.mark.parametrize(
+    ("sweep", "refused"),
+    [({"threads": [2]}, False), ({"threads": [1, 2]}, True), ({"kv_type": ["q8_0"]}, True)],
+)
+def test_a_speech_run_takes_a_thread_count_but_no_setting_lists(
+    store: Any, monkeypatch: pytest.MonkeyPatch, sweep: dict[str, list[Any]], refused: bool
+) -> None:
+    """``assistant bench whisper… --threads 2`` arrives as a one-value list: a thread count, not a sweep."""
+    from assistant.errors import AssistantError
+
+    monkeypatch.setattr(speech, "run", lambda ids, **kwargs: "the run")
+    planned = runner.plan(["whisper-a:int8"], store=store)
+    options = runner.Options(quick=True, threads=2, sweep=sweep)
+    if refused:
+        with pytest.raises(AssistantError, match="for language models"):
+            runner.run(planned, options=options)
+    else:
+        assert runner.run(planned, options=options) == "the run"
