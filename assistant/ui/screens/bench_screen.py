@@ -144,10 +144,12 @@ class BenchRunsLoaded(Message):
 
 
 class BenchProgressed(Message):
-    """``label``: "variant 2/3 · fam:q4_k_m · quality" (the last step finished)."""
+    """``label``: "variant 2/3 · fam:q4_k_m · quality" (the last step finished); ``token``: the run's, so an event
+    still in the queue when that run was cancelled is dropped instead of overwriting "cancelled"."""
 
-    def __init__(self, done: int, total: int, label: str) -> None:
+    def __init__(self, done: int, total: int, label: str, token: CancelToken) -> None:
         super().__init__()
+        self.token = token
         self.done = done
         self.total = total
         self.label = label
@@ -236,8 +238,9 @@ class BenchScreen(Screen[None]):
             # a handful of events per step (each lasts seconds): every one is shown
             if worker.is_cancelled:
                 cancel.cancel()
+                return
             tally.see(model_id, event)
-            self.post_message(BenchProgressed(tally.progress, tally.total, tally.label))
+            self.post_message(BenchProgressed(tally.progress, tally.total, tally.label, cancel))
 
         new = runner.run(runner.plan(ids, reference), options=options, progress=progress, cancel=cancel)
         run_id = results.save(new)
@@ -262,6 +265,8 @@ class BenchScreen(Screen[None]):
             self.action_rerun()
 
     def on_bench_progressed(self, message: BenchProgressed) -> None:
+        if message.token is not self._cancel:
+            return  # from a run that has been cancelled
         self.query_one("#bench-progress", ProgressBar).update(total=message.total, progress=message.done)
         self.query_one("#bench-status", Label).update(clean(message.label, one_line=True))
 
