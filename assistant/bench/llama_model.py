@@ -131,8 +131,9 @@ class LlamaModel:
         if rc != 0:
             raise AssistantError(f"llama_decode failed ({rc})")
 
-    def decode(self, tokens: Sequence[int], start: int, all_logits: bool) -> None:
-        """Decode ``tokens`` at positions ``start...``; logits for every position, or only the last."""
+    def decode(self, tokens: Sequence[int], start: int, all_logits: bool, logits_from: int = 0) -> None:
+        """Decode ``tokens`` at positions ``start...``; logits for every position from the ``logits_from``-th
+        of ``tokens`` on, or only the last."""
         n = len(tokens)
         self.check(tokens, start)
         b = self.batch
@@ -142,7 +143,7 @@ class LlamaModel:
             b.pos[i] = start + i
             b.n_seq_id[i] = 1
             b.seq_id[i][0] = 0
-            b.logits[i] = all_logits
+            b.logits[i] = all_logits and i >= logits_from
         b.logits[n - 1] = True
         rc = self.L.llama_decode(self.ctx, b)
         if rc != 0:

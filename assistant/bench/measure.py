@@ -123,18 +123,29 @@ def _quality(
     same: list[np.ndarray] = []
     for chunk in chunks:
         seq = ([cand.bos] if cand.add_bos else []) + chunk
+        # As llama-perplexity scores a window: only its second half, so every scored token has at least half
+        # a window of context (the first tokens of a window, predicted from almost nothing, would weigh the
+        # mean with how a model guesses without context rather than with what quantization did to it).
+        first = (len(seq) - 1) // 2
         cand.clear()
         if ref is not None:
             ref.clear()
         for start in range(0, len(seq) - 1, EVAL_BATCH):
             part = seq[start : start + EVAL_BATCH]
-            targets = np.asarray(seq[start + 1 : start + 1 + len(part)], dtype=np.int64)
-            rows = len(targets)  # the chunk's last token has nothing to predict
-            cand.decode(part, start, all_logits=True)
+            lo = max(first - start, 0)  # the part's first scored row
+            hi = min(len(part), len(seq) - 1 - start)  # its rows that have a next token to predict
+            if lo >= hi:  # context only: no logits needed
+                cand.decode(part, start, all_logits=False)
+                if ref is not None:
+                    ref.decode(part, start, all_logits=False)
+                continue
+            targets = np.asarray(seq[start + lo + 1 : start + hi + 1], dtype=np.int64)
+            rows = len(targets)
+            cand.decode(part, start, all_logits=True, logits_from=lo)
             if ref is not None:
-                ref.decode(part, start, all_logits=True)
-            lc_all = cand.logits(len(part))
-            lr_all = ref.logits(len(part)) if ref is not None else None
+                ref.decode(part, start, all_logits=True, logits_from=lo)
+            lc_all = cand.logits(len(part) - lo)
+            lr_all = ref.logits(len(part) - lo) if ref is not None else None
             for s in range(0, rows, ROW_SLICE):
                 idx = np.arange(s, min(s + ROW_SLICE, rows))
                 tgt = targets[idx]
