@@ -18,7 +18,8 @@ same way in the second run.
     python benchmarks/quant_ladder.py [--quick] [--repeat 2] [--reps 3] [--threads N] [--only smollm2|gemma3]
         [--smol F] [--gemma F]
 
-Writes benchmarks/results/quant_ladder.json and quant_ladder.md (the tables).
+Writes benchmarks/results/quant_ladder.json and quant_ladder.md (the tables); ``--quick`` writes
+quant_ladder_quick.json / .md instead, so a smoke run never replaces the published full tables.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def significant_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if None in (lo_a, hi_a, lo_b, hi_b) or (quality and (a["is_reference"] or b["is_reference"])):
                     continue  # the reference's quality figures are 0 / 1 by definition, not measured
                 assert lo_a is not None and hi_a is not None and lo_b is not None and hi_b is not None
+                if lo_a == hi_a or lo_b == hi_b:
+                    continue  # timed once (--quick): no spread was measured, so no difference is significant
                 if hi_a < lo_b or hi_b < lo_a:
                     a_better = (hi_a < lo_b) != higher
                     better, worse = (a, b) if a_better else (b, a)
@@ -92,8 +95,8 @@ def significant_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def consistency(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
     """Does the second run agree with the first: same verdict, every significant pair ordered alike?"""
-    rows2 = {r["id"]: r for r in second["rows"]}
-    pairs = significant_pairs(first["rows"])
+    rows2 = {r["id"]: r for r in second["results"]}
+    pairs = significant_pairs(first["results"])
     flipped = []
     for pair in pairs:
         a, b = rows2[pair["better"]], rows2[pair["worse"]]
@@ -212,8 +215,9 @@ def main() -> None:
             print(line)
         md.append("")
     print(f"\ntotal wall time: {out['wall_s']} s ({threads} threads)")
-    write_json("quant_ladder", out, args)
-    (RESULTS / "quant_ladder.md").write_text("\n".join(md), encoding="utf-8")
+    name = "quant_ladder_quick" if args.quick else "quant_ladder"  # a smoke run never replaces the full tables
+    write_json(name, out, args)
+    (RESULTS / f"{name}.md").write_text("\n".join(md), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def ensure(clips: list[BenchClip]) -> Path:
         )
     try:
         folder = paths.ensure(set_dir() / _set_key(plan()))
+        _drop_stale(folder)
         noise = _noise(folder)
         for clip in clips:
             target = folder / clip.file
@@ -159,6 +160,13 @@ def ensure(clips: list[BenchClip]) -> Path:
     except OSError as exc:
         raise AssistantError(f"building the speech clips failed: {exc.strerror or exc}") from None
     return folder
+
+
+def _drop_stale(current: Path) -> None:
+    """Remove sets made for another clip plan or espeak-ng version: nothing reads them again."""
+    for other in current.parent.iterdir():
+        if other != current and other.is_dir() and len(other.name) == 16:
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def _noise(folder: Path) -> np.ndarray:

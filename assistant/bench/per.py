@@ -121,8 +121,12 @@ def score_rows(rows: Sequence[dict[str, Any]], axes: tuple[Axis, ...] = AXES) ->
         axis_ratios = ratios(row, reference, axes)
         row["per_axes"] = {name: round(value, 4) for name, value in axis_ratios.items()}
         row["per"] = round(geometric_mean(list(axis_ratios.values())), 4)
-        lo, hi = per_interval(row, reference, axes)
-        row["per_lo"], row["per_hi"] = round(min(lo, row["per"]), 4), round(max(hi, row["per"]), 4)
+        interval = per_interval(row, reference, axes)
+        if interval is None:  # an axis measured once: its spread, and so PER's, is unknown
+            row["per_lo"] = row["per_hi"] = None
+        else:
+            lo, hi = interval
+            row["per_lo"], row["per_hi"] = round(min(lo, row["per"]), 4), round(max(hi, row["per"]), 4)
 
 
 def _log_sd(row: Mapping[str, Any], key: str) -> float:
@@ -145,16 +149,24 @@ def _axis_var(row: Mapping[str, Any], reference: Mapping[str, Any], key: str, re
     return _log_sd(row, key) ** 2 + _log_sd(reference, key) ** 2
 
 
+def _measured_once(row: Mapping[str, Any], key: str) -> bool:
+    """A figure timed in a single repetition: its interval has no width because nothing measured a spread."""
+    lo, hi, value = number(row.get(f"{key}_lo")), number(row.get(f"{key}_hi")), number(row.get(key))
+    return value is not None and lo is not None and lo == hi == value and key != "accuracy"
+
+
 def per_interval(
     row: Mapping[str, Any], reference: Mapping[str, Any], axes: Sequence[tuple[str, str, bool]]
-) -> tuple[float, float]:
+) -> tuple[float, float] | None:
     """The 95 % interval of ``row``'s PER against ``reference`` (``axes`` as above).
 
     log PER is the mean of the axes' log ratios, so var(log PER) = sum(var(log ratio)) / k^2, where each
     log ratio's variance is the candidate's plus the reference's (measured apart), except for accuracy with a
     paired difference interval, which is used instead (``_axis_var``). An axis without an interval on a
-    row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). The
-    reference itself is [1, 1]: its ratios are x / x, not measurements."""
+    row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). None when
+    an informative axis was timed once (one repetition, as ``--quick``): a zero-width interval there would
+    make PER look exact when its speed could move by a fifth on the next run. The reference itself is
+    [1, 1]: its ratios are x / x, not measurements."""
     same = row is reference or (row.get("id") is not None and row.get("id") == reference.get("id"))
     if same or not axes:
         return 1.0, 1.0
@@ -163,6 +175,8 @@ def per_interval(
     for name, key, _better in axes:
         value, ref_value = number(row.get(key)), number(reference.get(key))
         if value and ref_value and value > 0 and ref_value > 0 and FLOOR < axis_ratios[name] < CEILING:
+            if _measured_once(row, key) or _measured_once(reference, key):
+                return None
             var += _axis_var(row, reference, key, ref_value)
     point = geometric_mean(list(axis_ratios.values()))
     spread = math.exp(Z95 * math.sqrt(var) / len(axes))

@@ -76,3 +76,15 @@ def test_the_plan_and_the_quick_subsample() -> None:
     for cond in clips.CONDITIONS:  # every condition and language keeps clips
         assert {c.language for c in quick if c.condition == cond} == {"en", "de", "fr", "es"}
     assert {c.language for c in clips.select(plan, quick=False, languages={"en"})} == {"en"}
+
+
+def test_a_new_clip_set_removes_the_ones_made_for_another_plan() -> None:
+    """Sets are keyed by the clip plan and espeak-ng's version; one made for another is never read again."""
+    stale = clips.set_dir() / "0123456789abcdef"
+    stale.mkdir(parents=True)
+    (stale / "clip.wav").write_bytes(b"old")
+    other = clips.set_dir() / "notes"  # not a set: left alone
+    other.mkdir()
+    folder = clips.ensure([])
+    assert folder.is_dir() and folder.parent == clips.set_dir()
+    assert not stale.exists() and other.is_dir()

@@ -174,12 +174,26 @@ def test_per_interval_contains_the_point_and_shrinks_with_narrower_axes() -> Non
     point = per.per(cand, REF)
     widths = []
     for rel in (0.2, 0.05, 0.01):
-        lo, hi = per.per_interval(_with_intervals(cand, rel), _with_intervals(REF, rel), per.AXES)
+        interval = per.per_interval(_with_intervals(cand, rel), _with_intervals(REF, rel), per.AXES)
+        assert interval is not None
+        lo, hi = interval
         assert lo < point < hi
         widths.append(hi - lo)
     assert widths[0] > widths[1] > widths[2]
     # no interval on any axis: no width
     assert per.per_interval(cand, REF, per.AXES) == pytest.approx((point, point))
+
+
+def test_a_speed_timed_once_leaves_per_without_an_interval() -> None:
+    """One repetition (--quick) gives tg a zero-width "interval"; PER must not inherit a false precision."""
+    once = {"id": "f:q4_0", "accuracy": 0.75, "tg_tps": 80.0, "tg_tps_lo": 80.0, "tg_tps_hi": 80.0, "ttft_ms": 70.0}
+    assert per.per_interval(once, _with_intervals(REF, 0.05), per.AXES) is None
+    ref_once = {**_with_intervals(REF, 0.05), "ttft_ms_lo": 100.0, "ttft_ms_hi": 100.0}
+    assert per.per_interval(_with_intervals(once, 0.05), ref_once, per.AXES) is None
+    rows: list[dict[str, Any]] = [{**REF, "reference": "f:q8_0"}, {**once, "reference": "f:q8_0"}]
+    per.score_rows(rows)
+    assert rows[1]["per"] is not None and rows[1]["per_lo"] is None and rows[1]["per_hi"] is None
+    assert (rows[0]["per_lo"], rows[0]["per_hi"]) == (1.0, 1.0)
 
 
 def test_score_rows_sets_the_per_interval() -> None:
@@ -209,4 +223,5 @@ def test_per_interval_uses_the_paired_accuracy_difference_when_there_is_one() ->
     cand = {"id": "f:q4_0", "accuracy": 0.75, "accuracy_lo": 0.65, "accuracy_hi": 0.85, "tg_tps": 80.0}
     unpaired = per.per_interval(cand, ref, per.AXES)
     paired = per.per_interval({**cand, "accuracy_diff_lo": -0.08, "accuracy_diff_hi": -0.02}, ref, per.AXES)
+    assert unpaired is not None and paired is not None
     assert unpaired[0] < paired[0] < per.per(cand, ref) < paired[1] < unpaired[1]
