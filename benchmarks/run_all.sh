@@ -23,8 +23,14 @@ run benchmarks/tui.py --tokens 128 --repeats 5 --paint-runs 9
 run benchmarks/speech.py --repeats 5
 run benchmarks/fit_accuracy.py
 run benchmarks/llama_bench_compare.py
+# llama-perplexity --kl-divergence against our quality pass, on two rungs of the starter (made in this home)
+"$python" -m assistant models quantize smollm2-135m-instruct:q4_1 --to q4_k_m,q2_k --force >&2
+run benchmarks/perplexity_compare.py --reference smollm2-135m-instruct:q4_1 smollm2-135m-instruct:q2_k \
+    smollm2-135m-instruct:q4_k_m
 run benchmarks/pull_speed.py
-run benchmarks/quant_ladder.py --reps 3
+run benchmarks/quant_ladder.py --reps 3 --repeat 2
+run benchmarks/quant_ladder.py --quick --repeat 2 --only smollm2
+run benchmarks/speech_variants.py
 run benchmarks/serve.py
 # llama-server, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to llama-bench:
 # cmake --build <cache>/llama-cpp-python-*/build --target llama-server), is measured beside us.
