@@ -99,13 +99,9 @@ def consistency(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]
     pairs = significant_pairs(first["results"])
     flipped = []
     for pair in pairs:
-        a, b = rows2[pair["better"]], rows2[pair["worse"]]
-        if pair["figure"] == "accuracy":
-            ok = a["accuracy"] >= b["accuracy"]
-        else:
-            higher = FIGURES[pair["figure"]]
-            ok = (a[pair["figure"]] >= b[pair["figure"]]) if higher else (a[pair["figure"]] <= b[pair["figure"]])
-        if not ok:
+        a, b, key = rows2[pair["better"]], rows2[pair["worse"]], pair["figure"]
+        higher = key == "accuracy" or FIGURES[key]
+        if not (a[key] >= b[key] if higher else a[key] <= b[key]):
             flipped.append(pair)
     v1, v2 = (first.get("verdict") or {}).get("id"), (second.get("verdict") or {}).get("id")
     return {"verdicts": [v1, v2], "same_verdict": v1 == v2, "significant_pairs": len(pairs), "flipped": flipped}

@@ -165,7 +165,7 @@ def ensure(clips: list[BenchClip]) -> Path:
 def _drop_stale(current: Path) -> None:
     """Remove sets made for another clip plan or espeak-ng version: nothing reads them again."""
     for other in current.parent.iterdir():
-        if other != current and other.is_dir() and len(other.name) == 16:
+        if other != current and other.is_dir() and len(other.name) == len(current.name):  # another set key
             shutil.rmtree(other, ignore_errors=True)
 
 
