@@ -10,7 +10,7 @@ transcript instead, and its reply stops at the next speaker tag (``COMPLETION_ST
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +87,16 @@ def encode(text: str, tokenizer: Tokenizer, bos: int, *, special: bool) -> list[
     if len(tokens) > 1 and tokens[0] == tokens[1] == bos:
         tokens = tokens[1:]  # the template wrote {{ bos_token }} and llama.cpp added one too
     return tokens
+
+
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens ``a`` and ``b`` start with alike: what a KV cache holding ``a`` keeps for ``b``."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def stop_prefix_len(text: str, stops: tuple[str, ...]) -> int:

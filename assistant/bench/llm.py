@@ -14,7 +14,9 @@ Each variant is measured in its own child process (``measure.py``), so its peak 
   picked.
 * **peak_rss_mb**: peak RSS (VmHWM, MiB) after the speed tests, before anything else is loaded, shown next to
   the ``fit.estimate_llm`` estimate for the same context.
-* **quality** (vs the reference, loaded next to the candidate in the same child once RSS is recorded):
+* **quality** (vs the reference, after RSS is recorded; the reference's row is measured first and leaves
+  its log-probabilities in the run's scratch folder for the others, as ``llama-perplexity --kl-divergence``
+  keeps its base logits, or, past ``measure.REF_ROWS_MAX``, each candidate loads the reference next to it):
   full next-token distributions over the evaluation text (``tasks.eval_text``: five genres, over 20,000
   tokens, or ``--text``), in windows of 512 tokens (``--quick``: a few windows spread over the text),
   giving the perplexity ratio, the mean KL divergence KL(reference || variant), its 99th percentile and
@@ -35,9 +37,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import fit, gguf
@@ -69,6 +74,7 @@ TTFT_PROMPT = (
     "should I water them during a dry summer?"
 )
 MiB = 1024 * 1024
+SCRATCH_PREFIX = "bench-run-"
 SWEPT = ("threads", "kv_type", "flash_attn", "batch")  # the runtime settings a run can sweep
 
 
@@ -269,27 +275,35 @@ def run(
     started = time.perf_counter()
     jobs = _jobs(targets, options)
     ref_jobs = {ref.id: next(j for j in jobs if j.target.id == ref.id) for ref in refs.values()}
-    rows: list[dict[str, Any]] = []
-    for job in jobs:
-        ref = refs[job.target.family]
-        note = None if job.target.id == ref.id else shares_vocabulary(job.target, ref)
-        spec = {
-            **job.options.to_json(),
-            "path": str(job.target.item.path),
-            "ref_path": None if job.key == ref_jobs[ref.id].key or note else str(ref.item.path),
-            "ctx": _context(job.target, job.options),
-        }
+    measured_rows: dict[int, dict[str, Any]] = {}
+    ref_keys = {j.key for j in ref_jobs.values()}
+    # References are measured first (their rows are cached for the others), the rows kept in the run's order.
+    order = sorted(range(len(jobs)), key=lambda n: jobs[n].key not in ref_keys)
+    with _scratch() as scratch:
+        for n in order:
+            job = jobs[n]
+            ref = refs[job.target.family]
+            ref_job = ref_jobs[ref.id]
+            note = None if job.target.id == ref.id else shares_vocabulary(job.target, ref)
+            spec = {
+                **job.options.to_json(),
+                "path": str(job.target.item.path),
+                "ref_path": None if job.key == ref_job.key or note else str(ref.item.path),
+                "ref_cache": None if note else _ref_cache(scratch, ref_job, list(ref_jobs.values())),
+                "ctx": _context(job.target, job.options),
+            }
 
-        def on_event(event: dict[str, Any], label: str = job.label) -> None:
+            def on_event(event: dict[str, Any], label: str = job.label) -> None:
+                if progress is not None:
+                    progress(label, event)
+
             if progress is not None:
-                progress(label, event)
-
-        if progress is not None:
-            progress(job.label, {"event": "start"})
-        measured = worker.run("bench.llm", spec, on_event, cancel)
-        rows.append(_row(job, ref_jobs[ref.id], measured, note))
-        if progress is not None:
-            progress(job.label, {"event": "done"})
+                progress(job.label, {"event": "start"})
+            measured = worker.run("bench.llm", spec, on_event, cancel)
+            measured_rows[n] = _row(job, ref_job, measured, note)
+            if progress is not None:
+                progress(job.label, {"event": "done"})
+    rows = [measured_rows[n] for n in range(len(jobs))]
 
     _pair_accuracy(rows, items)
     per_mod.score_rows(rows)
@@ -307,6 +321,31 @@ def run(
         options=options_json,
         wall_s=round(time.perf_counter() - started, 2),
     )
+
+
+def _scratch() -> tempfile.TemporaryDirectory[str]:
+    """A private folder for the run's cached reference rows (``measure.read_ref_rows``), removed with the
+    run; one a killed run left behind is removed by the next run after a day."""
+    from .. import paths
+
+    cache = paths.ensure(paths.cache_dir())
+    for stale in cache.glob(f"{SCRATCH_PREFIX}*"):
+        try:
+            if time.time() - stale.stat().st_mtime > 86400:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+    return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=cache)  # mkdtemp: 0700
+
+
+def _ref_cache(scratch: str, ref_job: _Job, ref_jobs: list[_Job]) -> str | None:
+    """Where the reference's rows are kept for this row: only for a reference measured with the settings
+    a candidate loads it with (the default KV cache type and attention), so cached and loaded agree."""
+    if ref_job.options.kv_type != "f16" or ref_job.options.flash_attn != "auto":
+        return None
+    folder = Path(scratch) / f"ref{ref_jobs.index(ref_job)}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return str(folder)
 
 
 def _check_fit(targets: list[Target], options: Options) -> None:

@@ -12,17 +12,22 @@ What it measures, and how, is described in ``llm.py``; this module only does it:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 import random
 import re
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import gguf
+from .. import gguf, paths
 from ..errors import AssistantError
 from ..llama import log_to
+from ..prompt import shared_prefix
 from . import stats
 from . import tasks as bench_tasks
 from .llama_model import LlamaModel
@@ -35,6 +40,12 @@ if TYPE_CHECKING:
 # A generated answer is short (a number, a word, a name): more tokens than this is a wrong answer anyway.
 GEN_TOKENS = 24
 _SENTENCE_DONE = re.compile(r"[.;!?]\s")
+# The reference's log-probabilities at every scored position are written once per run, by the reference's
+# own row, and read by every candidate of its family (as llama-perplexity --kl-divergence saves its base
+# logits), so a candidate's quality pass decodes the candidate alone. Past this size (Gemma's 262k-token
+# vocabulary over the full text: ~12 GiB) each candidate loads the reference next to itself instead.
+REF_ROWS_MAX = 4 * 1024**3
+_REF_ROWS, _REF_META = "ref_rows.npy", "ref_rows.json"
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
@@ -106,21 +117,93 @@ def _speed(m: LlamaModel, opts: Options, step: Callable[[str], None]) -> dict[st
     return out
 
 
-def _quality(
-    cand: LlamaModel, ref: LlamaModel | None, text: str, opts: Options, step: Callable[[str], None]
-) -> dict[str, Any]:
-    """Perplexity of ``cand`` over the evaluation text and, with a reference, KL divergence and top-1
-    agreement against it, position by position (one value per scored token, summarised by ``stats``)."""
+def _windows(m: LlamaModel, text: str, opts: Options) -> tuple[list[list[int]], str]:
+    """The evaluation windows of ``text`` in ``m``'s tokens, and a digest of them and of the vocabulary size
+    (a cached reference matches a candidate only when both are equal)."""
+    chunks = eval_tokens_window(m.tokenize(text, False), opts)
+    digest = hashlib.sha256(f"{m.n_vocab}:{int(m.add_bos)}:{m.bos}".encode())
+    for chunk in chunks:
+        digest.update(",".join(map(str, chunk)).encode() + b"|")
+    return chunks, digest.hexdigest()
+
+
+def _scored_rows(chunks: list[list[int]], add_bos: bool) -> int:
+    """How many positions ``_quality`` scores: the second half of each window."""
+    total = 0
+    for chunk in chunks:
+        n = len(chunk) + int(add_bos) - 1  # positions with a next token
+        total += n - n // 2
+    return total
+
+
+def read_ref_rows(folder: Path, digest: str) -> np.ndarray | None:
+    """The reference's cached log-probabilities (rows x vocabulary, memory-mapped) when ``folder`` holds them
+    for the same windows (``digest``), else None (the candidate then loads the reference)."""
     import numpy as np
 
-    tokens = cand.tokenize(text, False)
-    if ref is not None and ref.tokenize(text, False) != tokens:
+    try:
+        meta = json.loads((folder / _REF_META).read_text(encoding="utf-8"))
+        if meta.get("digest") != digest:
+            return None
+        rows = np.load(folder / _REF_ROWS, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return rows if rows.shape == (meta.get("rows"), meta.get("vocab")) else None
+
+
+class _RefWriter:
+    """The reference row's log-probabilities, written as ``_quality`` computes them; visible to readers
+    only once complete (the data is renamed into place, then its description written)."""
+
+    def __init__(self, folder: Path, digest: str, rows: int, vocab: int) -> None:
+        import numpy as np
+
+        self.folder, self.digest, self.shape = folder, digest, (rows, vocab)
+        self.part = paths.private_file(folder / f"{_REF_ROWS}.part")
+        self.array = np.lib.format.open_memmap(self.part, mode="w+", dtype=np.float32, shape=self.shape)
+
+    @classmethod
+    def open(cls, folder: Path, digest: str, rows: int, vocab: int) -> _RefWriter | None:
+        size = rows * vocab * 4
+        try:
+            if size > REF_ROWS_MAX or shutil.disk_usage(folder).free < size + 1024**3:
+                return None
+            return cls(folder, digest, rows, vocab)
+        except OSError:
+            return None  # no room, a read-only folder: the candidates load the reference as before
+
+    def finish(self) -> None:
+        self.array.flush()
+        del self.array
+        os.replace(self.part, self.folder / _REF_ROWS)
+        meta = {"digest": self.digest, "rows": self.shape[0], "vocab": self.shape[1]}
+        paths.write_text_atomic(self.folder / _REF_META, json.dumps(meta))
+
+
+def _quality(
+    cand: LlamaModel,
+    ref: LlamaModel | None,
+    text: str,
+    opts: Options,
+    step: Callable[[str], None],
+    *,
+    ref_rows: np.ndarray | None = None,
+    save_rows: Path | None = None,
+) -> dict[str, Any]:
+    """Perplexity of ``cand`` over the evaluation text and, against a reference, KL divergence and top-1
+    agreement, position by position (one value per scored token, summarised by ``stats``). The reference
+    is ``ref`` decoded alongside, or ``ref_rows`` (``read_ref_rows``: its log-probabilities, computed once
+    per run); ``save_rows`` (a folder) keeps ``cand``'s own for the others when ``cand`` is the reference."""
+    import numpy as np
+
+    chunks, digest = _windows(cand, text, opts)
+    if ref is not None and _windows(ref, text, opts)[1] != digest:
         raise AssistantError("the reference tokenizes the evaluation text differently", "compare variants of one model")
-    chunks = eval_tokens_window(tokens, opts)
-    nll_c: list[np.ndarray] = []
-    nll_r: list[np.ndarray] = []
-    kld: list[np.ndarray] = []
-    same: list[np.ndarray] = []
+    writer = None
+    if save_rows is not None and ref is None and ref_rows is None:
+        writer = _RefWriter.open(save_rows, digest, _scored_rows(chunks, cand.add_bos), cand.n_vocab)
+    scores = _Scores()
+    done = 0  # scored positions so far (the row of ``ref_rows`` / the writer the next one goes to)
     for chunk in chunks:
         seq = ([cand.bos] if cand.add_bos else []) + chunk
         # As llama-perplexity scores a window: only its second half, so every scored token has at least half
@@ -140,33 +223,63 @@ def _quality(
                     ref.decode(part, start, all_logits=False)
                 continue
             targets = np.asarray(seq[start + lo + 1 : start + hi + 1], dtype=np.int64)
-            rows = len(targets)
             cand.decode(part, start, all_logits=True, logits_from=lo)
             if ref is not None:
                 ref.decode(part, start, all_logits=True, logits_from=lo)
             lc_all = cand.logits(len(part) - lo)
             lr_all = ref.logits(len(part) - lo) if ref is not None else None
-            for s in range(0, rows, ROW_SLICE):
-                idx = np.arange(s, min(s + ROW_SLICE, rows))
-                tgt = targets[idx]
+            for s in range(0, len(targets), ROW_SLICE):
+                idx = np.arange(s, min(s + ROW_SLICE, len(targets)))
+                at = slice(done + s, done + s + len(idx))
                 lc = _log_softmax(lc_all[idx].astype(np.float32))
-                nll_c.append(-lc[np.arange(len(idx)), tgt].astype(np.float64))
+                if writer is not None:
+                    writer.array[at] = lc
+                lr = None
                 if lr_all is not None:
                     lr = _log_softmax(lr_all[idx].astype(np.float32))
-                    nll_r.append(-lr[np.arange(len(idx)), tgt].astype(np.float64))
-                    kl_rows = (np.exp(lr) * (lr - lc)).sum(axis=-1, dtype=np.float64)
-                    kld.append(np.maximum(kl_rows, 0.0))
-                    same.append((lr.argmax(axis=-1) == lc.argmax(axis=-1)).astype(np.float64))
+                elif ref_rows is not None:
+                    lr = np.asarray(ref_rows[at], dtype=np.float32)
+                scores.add(lc, lr, targets[idx])
+            done += len(targets)
         step("quality")
-    if not nll_c:
-        raise AssistantError("the evaluation text is too short for this tokenizer", "give a longer --text file")
-    cand_nll = np.concatenate(nll_c)
-    out: dict[str, Any] = {"eval_tokens": int(cand_nll.size), "ppl": round(math.exp(float(cand_nll.mean())), 4)}
-    if ref is not None:
-        ref_nll = np.concatenate(nll_r)
-        out["ref_ppl"] = round(math.exp(float(ref_nll.mean())), 4)
-        out |= stats.token_stats(np.concatenate(kld), cand_nll, ref_nll, np.concatenate(same))
-    return out
+    if writer is not None:
+        writer.finish()
+    return scores.result()
+
+
+class _Scores:
+    """Per-position figures of the quality pass, gathered slice by slice."""
+
+    def __init__(self) -> None:
+        self.nll_c: list[np.ndarray] = []
+        self.nll_r: list[np.ndarray] = []
+        self.kld: list[np.ndarray] = []
+        self.same: list[np.ndarray] = []
+
+    def add(self, lc: np.ndarray, lr: np.ndarray | None, targets: np.ndarray) -> None:
+        """``lc`` / ``lr``: the candidate's / reference's log-probabilities (rows x vocabulary)."""
+        import numpy as np
+
+        rows = np.arange(len(targets))
+        self.nll_c.append(-lc[rows, targets].astype(np.float64))
+        if lr is not None:
+            self.nll_r.append(-lr[rows, targets].astype(np.float64))
+            kl_rows = (np.exp(lr) * (lr - lc)).sum(axis=-1, dtype=np.float64)
+            self.kld.append(np.maximum(kl_rows, 0.0))
+            self.same.append((lr.argmax(axis=-1) == lc.argmax(axis=-1)).astype(np.float64))
+
+    def result(self) -> dict[str, Any]:
+        import numpy as np
+
+        if not self.nll_c:
+            raise AssistantError("the evaluation text is too short for this tokenizer", "give a longer --text file")
+        cand_nll = np.concatenate(self.nll_c)
+        out: dict[str, Any] = {"eval_tokens": int(cand_nll.size), "ppl": round(math.exp(float(cand_nll.mean())), 4)}
+        if self.nll_r:
+            ref_nll = np.concatenate(self.nll_r)
+            out["ref_ppl"] = round(math.exp(float(ref_nll.mean())), 4)
+            out |= stats.token_stats(np.concatenate(self.kld), cand_nll, ref_nll, np.concatenate(self.same))
+        return out
 
 
 class _Generator:
@@ -177,6 +290,7 @@ class _Generator:
         from .. import template
 
         self.m = m
+        self.cached: list[int] = []  # the tokens in m's cache when this generator last used it
         info = gguf.read(Path(m.path))
         name = Path(m.path).name
         self.model_id = name
@@ -205,12 +319,16 @@ class _Generator:
         tokens = self.prompt(item)
         if len(tokens) + GEN_TOKENS > m.n_ctx:
             raise AssistantError(f"task {item.id}: its prompt ({len(tokens)} tokens) does not fit the context")
-        m.clear()
-        pos = 0
-        for start in range(0, len(tokens), m.n_batch):
+        # The chat template's opening (its system prompt) is the same for every item: what the cache still
+        # holds of the previous item's prompt is kept, as the chat engine keeps a conversation's prefix.
+        pos = min(shared_prefix(self.cached, tokens), len(tokens) - 1)
+        m.trim(pos)
+        self.cached = tokens[:pos]
+        for start in range(pos, len(tokens), m.n_batch):
             part = tokens[start : start + m.n_batch]
-            m.decode(part, pos, all_logits=False)
-            pos += len(part)
+            m.decode(part, start, all_logits=False)
+        pos = len(tokens)
+        self.cached = list(tokens)
         pieces: list[str] = []
         for _ in range(GEN_TOKENS):
             token = int(m.logits(1)[0].argmax())
@@ -221,6 +339,7 @@ class _Generator:
             if "\n" in text or _SENTENCE_DONE.search(text):  # matching reads the first sentence only
                 break
             m.decode([token], pos, all_logits=False)
+            self.cached.append(token)
             pos += 1
         return "".join(pieces).strip()
 
@@ -260,6 +379,8 @@ def _tasks(m: LlamaModel, items: list[bench_tasks.Task], step: Callable[[str], N
     for n, item in enumerate(items, 1):
         if item.kind == "choice":
             ok = _choice_correct(m, item)
+            if generator is not None:
+                generator.cached = []  # the cache now holds this item's tokens
         else:
             generator = generator or _Generator(m)
             reply = generator.reply(item)
@@ -329,12 +450,18 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
             return {**load, **speed, "peak_rss_mb": peak}
         n_eval_ctx = max(opts.chunk + 8, max((len(cand.tokenize(i.prompt, True)) for i in items), default=0) + 160)
         cand.new_context(n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
-        ref = None
+        # The reference's rows cached by its own row of this run (``llm.run``), or the reference loaded here.
+        shared = Path(spec["ref_cache"]) if spec.get("ref_cache") else None
+        ref, ref_rows = None, None
         if spec.get("ref_path"):
+            ref_rows = read_ref_rows(shared, _windows(cand, text, opts)[1]) if shared else None
+        if spec.get("ref_path") and ref_rows is None:
             ref = LlamaModel(spec["ref_path"], n_ctx=opts.chunk + 8, n_batch=EVAL_BATCH, threads=opts.threads)
             if ref.n_vocab != cand.n_vocab:
                 raise AssistantError("the reference has a different vocabulary", "compare variants of one model")
-        quality = _quality(cand, ref, text, opts, step)
+        save = shared if shared is not None and not spec.get("ref_path") else None
+        quality = _quality(cand, ref, text, opts, step, ref_rows=ref_rows, save_rows=save)
+        del ref_rows
         if ref is not None:
             ref.close()
         scored = _tasks(cand, items, step)

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AssistantError
 from ..llama import llama_thread
+from ..prompt import shared_prefix
 from .errors import APIError, from_domain
 from .generation import Job, StopCutter, Usage, prompt_tokens
 
@@ -77,15 +78,6 @@ def fitting_slots(engine: LlamaEngine, wanted: int) -> int:
         if fit.verdict(extra, free) == "fits":
             return n
     return 1
-
-
-def _shared_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _runs(ids: set[int]) -> int:
@@ -334,12 +326,12 @@ class Batcher:
         run of consecutive ids in one pass, but needs a pass per run), then the least recently used."""
         active = {s.id for s in self._slots if s.seq is not None}
         free = [s for s in self._slots if s.seq is None]
-        return max(free, key=lambda s: (_shared_prefix(s.cached, tokens), -_runs(active | {s.id}), -s.last_used))
+        return max(free, key=lambda s: (shared_prefix(s.cached, tokens), -_runs(active | {s.id}), -s.last_used))
 
     def _assign(self, slot: _Slot, seq: _Seq) -> None:
         # at least two prompt tokens are evaluated again: the last one's logits draw the first token, and a chunk
         # of one would be read with another kernel (``_prompt_chunk``)
-        n = max(0, min(_shared_prefix(slot.cached, seq.tokens), len(seq.tokens) - 2))
+        n = max(0, min(shared_prefix(slot.cached, seq.tokens), len(seq.tokens) - 2))
         if not self._ctx.kv_cache_seq_rm(slot.id, n, -1):  # a model whose cache cannot be cut keeps nothing
             self._ctx.kv_cache_seq_rm(slot.id, -1, -1)
             n = 0

@@ -249,3 +249,41 @@ def test_mixed_kinds_and_unknown_models_are_one_line_errors(installed_models: di
     assert "not installed" in assert_one_line_error(unknown)
     no_run = run_cli("bench", "export", "99")
     assert "no benchmark run 99" in assert_one_line_error(no_run)
+
+
+def test_cached_reference_rows_score_as_the_loaded_reference(bench_home: Path, tmp_path: Path) -> None:
+    """The reference's log-probabilities written by its own row and read by a candidate give the figures the
+    reference loaded next to the candidate gives, to the last digit; the run leaves no scratch folder."""
+    import llama_cpp
+
+    from assistant import paths
+    from assistant.bench import llm, measure
+    from assistant.bench import tasks as bench_tasks
+    from assistant.bench.llama_model import LlamaModel
+    from assistant.store import Store
+
+    with _home(bench_home):
+        store = Store()
+        ref_path, cand_path = (str(store.require(i).path) for i in (SMOL, Q2))
+        store.conn.close()
+        leftovers = list(paths.cache_dir().glob(f"{llm.SCRATCH_PREFIX}*"))
+    assert leftovers == []  # the module's runs removed theirs
+    llama_cpp.llama_backend_init()
+    opts = llm.Options(quick=True, threads=2)
+    text = bench_tasks.eval_text(None)
+    quiet = lambda stage: None  # noqa: E731
+    ref = LlamaModel(ref_path, n_ctx=opts.chunk + 160, n_batch=llm.EVAL_BATCH, threads=2)
+    own = measure._quality(ref, None, text, opts, quiet, save_rows=tmp_path)
+    assert "kld" not in own
+    cand = LlamaModel(cand_path, n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=2)
+    rows = measure.read_ref_rows(tmp_path, measure._windows(cand, text, opts)[1])
+    assert rows is not None and rows.shape == (own["eval_tokens"], cand.n_vocab)
+    assert measure.read_ref_rows(tmp_path, "another text") is None
+    cached = measure._quality(cand, None, text, opts, quiet, ref_rows=rows)
+    del rows
+    ref.new_context(n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=2)
+    loaded = measure._quality(cand, ref, text, opts, quiet)
+    assert cached == loaded and cached["kld"] > 0.05
+    assert oct((tmp_path / "ref_rows.npy").stat().st_mode & 0o777) == "0o600"
+    ref.close()
+    cand.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.server.batch import AUTO_MAX, _runs, _shared_prefix, auto_parallel
+from assistant.prompt import shared_prefix
+from assistant.server.batch import AUTO_MAX, _runs, auto_parallel
 
 
 @pytest.mark.parametrize(("cores", "slots"), [(1, 2), (2, 4), (16, AUTO_MAX)])
@@ -13,9 +14,9 @@ def test_auto_parallel_is_two_per_core_at_most_four(cores: int, slots: int) -> N
 
 
 def test_shared_prefix_counts_the_leading_tokens_in_common() -> None:
-    assert _shared_prefix([1, 2, 3, 4], [1, 2, 9]) == 2
-    assert _shared_prefix([], [1, 2]) == 0
-    assert _shared_prefix([1, 2], [1, 2, 3]) == 2
+    assert shared_prefix([1, 2, 3, 4], [1, 2, 9]) == 2
+    assert shared_prefix([], [1, 2]) == 0
+    assert shared_prefix([1, 2], [1, 2, 3]) == 2
 
 
 def test_runs_counts_the_stretches_of_consecutive_slot_ids() -> None:
