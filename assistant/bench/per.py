@@ -181,3 +181,36 @@ def per_interval(
     point = geometric_mean(list(axis_ratios.values()))
     spread = math.exp(Z95 * math.sqrt(var) / len(axes))
     return clamp(point / spread), clamp(point * spread)
+
+
+def compare(
+    a: Mapping[str, Any], b: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, ...] = AXES
+) -> tuple[float, float, float] | None:
+    """PER(a) / PER(b) of two rows scored against the same ``reference``, with its 95 % interval, or None
+    when an informative axis of either was timed once (as ``per_interval``).
+
+    log PER(a) - log PER(b) is the mean over the axes of log(a_k / b_k): the reference cancels, so its
+    spread, which each row's own PER interval carries, does not hide a difference between the two. Each
+    axis adds var(log a_k) + var(log b_k); accuracy measured on the same items (``task_results``) adds the
+    variance of their paired difference instead (``stats.paired_accuracy``), as ``_axis_var`` does."""
+    from .stats import paired_accuracy
+
+    ratios_a, ratios_b = ratios(a, reference, axes), ratios(b, reference, axes)
+    var = 0.0
+    for name, key, _better in axes:
+        va, vb = number(a.get(key)), number(b.get(key))
+        if not (va and vb and va > 0 and vb > 0):
+            continue
+        if not (FLOOR < ratios_a[name] < CEILING and FLOOR < ratios_b[name] < CEILING):
+            continue  # a clamped axis cannot move
+        if _measured_once(a, key) or _measured_once(b, key):
+            return None
+        results_a, results_b = a.get("task_results"), b.get("task_results")
+        if key == "accuracy" and isinstance(results_a, str) and isinstance(results_b, str) and results_a:
+            diff = paired_accuracy([c == "1" for c in results_a], [c == "1" for c in results_b])
+            var += ((diff.hi - diff.lo) / 2 / Z95 / vb) ** 2
+        else:
+            var += _log_sd(a, key) ** 2 + _log_sd(b, key) ** 2
+    point = geometric_mean(list(ratios_a.values())) / geometric_mean(list(ratios_b.values()))
+    spread = math.exp(Z95 * math.sqrt(var) / len(axes))
+    return point, point / spread, point * spread

@@ -10,7 +10,10 @@ reference by the budget. A variant is rejected when
 * its peak RSS exceeds ``max_memory``, or its generation speed is below ``min_tps``.
 
 A reference is always eligible (it is what the others are measured against). Equal PER goes to the smaller
-peak memory. Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
+peak memory. A PER that is not significantly below the best one (``per.compare``: the ratio of the two PERs,
+whose interval the shared reference's noise does not widen, reaches 1) ties with it, and of the tied
+variants the most faithful is chosen (the lowest KLD, or without one the highest accuracy): two runs on a
+busy machine reorder speeds within their noise, and the verdict is not left to that noise. Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
 carry no paired per-item results, "significantly worse" there means the WER intervals do not overlap.
 
 Every line built here is plain text holding model ids (untrusted): render it through ``untrusted.plain``.
@@ -181,15 +184,60 @@ def verdict(rows: Sequence[Row], budget: Budget | None = None, ax: Axes | None =
         score, mem = number(r.get("per")), _value(r, ax.memory)
         return (-(score if score is not None else 0.0), mem if mem is not None else float("inf"))
 
-    best = min(eligible, key=rank)  # min is stable: on a full tie the earlier row (the run's order) wins
+    top = min(eligible, key=rank)  # min is stable: on a full tie the earlier row (the run's order) wins
+    tied = _tied(top, eligible, by_id) if ax is LLM else [top]
+    best = min(tied, key=_faithful(tied))
     ref = by_id.get(str(best.get("reference")), best)
     result["id"] = str(best["id"])
+    result["tied"] = [str(r["id"]) for r in tied if r is not best]
     if best is ref or best.get("id") == ref.get("id"):
         others = [r for r in eligible if str(r.get("reference")) == result["id"] and r is not best]
         why = "nothing else keeps its quality within the budget"
         if others:
             why = "no variant within the budget scores a higher PER"
+        if best is not top:
+            why = f"no variant within the budget scores a PER significantly higher (the best, {_per_of(top)})"
         result["reason"] = f"{best['id']} (the reference): {why}"
     else:
         result["reason"] = describe(best, ref, ax)
+        if best is not top:
+            result["reason"] += f"; PER {number(best.get('per')):.2f}, not significantly below {_per_of(top)}"
     return result
+
+
+def _per_of(row: Row) -> str:
+    return f"{row['id']}'s {number(row.get('per')):.2f}"
+
+
+def _tied(top: Row, eligible: list[Row], by_id: Mapping[str, Row]) -> list[Row]:
+    """``top`` and the eligible rows whose PER is not significantly below its PER (same reference only)."""
+    from .per import compare
+
+    ref = by_id.get(str(top.get("reference")))
+    if ref is None:
+        return [top]
+    tied = []
+    for row in eligible:
+        if row is top:
+            tied.append(row)
+            continue
+        if str(row.get("reference")) != str(top.get("reference")):
+            continue
+        interval = compare(top, row, ref)
+        if interval is not None and interval[1] <= 1.0:
+            tied.append(row)
+    return tied
+
+
+def _faithful(rows: list[Row]) -> Any:
+    """Sort key: the lowest KLD when every row has one (the reference's is 0), else the highest accuracy;
+    then the higher PER."""
+    by_kld = all(number(r.get("kld")) is not None for r in rows)
+
+    def key(r: Row) -> tuple[float, float]:
+        per = number(r.get("per")) or 0.0
+        if by_kld:
+            return (number(r.get("kld")) or 0.0, -per)
+        return (-(number(r.get("accuracy")) or 0.0), -per)
+
+    return key

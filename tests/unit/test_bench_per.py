@@ -102,3 +102,24 @@ def test_speech_axes() -> None:
     assert per.per(ref, ref, per.SPEECH_AXES) == 1.0
     slower = {**ref, "x_realtime": 5.0}
     assert per.ratios(slower, ref, per.SPEECH_AXES)["throughput"] == pytest.approx(0.5)
+
+
+def test_compare_cancels_the_shared_reference() -> None:
+    """Two candidates' PER ratio: the reference's spread, in both PER intervals, does not hide their gap."""
+    from assistant.bench import per
+
+    def row(tg: float, half: float) -> dict[str, float]:
+        return {"accuracy": 0.8, "peak_rss_mb": 300.0, "ttft_ms": 100.0, "tg_tps": tg,
+                "tg_tps_lo": tg * (1 - half), "tg_tps_hi": tg * (1 + half)}  # fmt: skip
+
+    ref, fast, slow = row(100.0, 0.3), row(130.0, 0.02), row(100.0, 0.02)
+    rows = [{"id": "r", "reference": "r", **ref}, {"id": "a", "reference": "r", **fast},
+            {"id": "b", "reference": "r", **slow}]  # fmt: skip
+    per.score_rows(rows)
+    assert rows[1]["per_lo"] < rows[2]["per_hi"]  # their own intervals overlap (the reference's noise)
+    point, lo, hi = per.compare(fast, slow, ref) or (0, 0, 0)
+    assert lo > 1.0 and lo < point < hi and abs(point - 1.3**0.25) < 1e-9
+    same = per.compare(slow, slow, ref)
+    assert same is not None and same[0] == 1.0 and same[1] < 1.0 < same[2]
+    once = {**fast, "tg_tps_lo": 130.0, "tg_tps_hi": 130.0}
+    assert per.compare(once, slow, ref) is None  # timed once: no spread, no comparison

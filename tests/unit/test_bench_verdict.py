@@ -125,3 +125,53 @@ def test_speech_rows_use_their_own_axes() -> None:
     assert out["reason"] == "w:int8: WER +1.0 pts, 1.8× faster, −40 % memory"
     assert "× real time below 10" in v.verdict([ref, int8], Budget(min_tps=10))["rejected"]["w:int8"]
     assert v.verdict([ref, worse], Budget(max_accuracy_drop=25))["id"] == "w:bad"
+
+
+def _timed(model_id: str, tg: float, ttft: float, half: float, kld: float, **extra: Any) -> dict[str, Any]:
+    """A row with speeds measured over repetitions: ``half`` = half the 95 % interval, as a share."""
+    row = {"id": model_id, "reference": "f:q4_1", "is_reference": model_id == "f:q4_1", "accuracy": 0.62,
+           "task_results": "1" * 62 + "0" * 38, "peak_rss_mb": 230.0, "kld": kld,
+           "tg_tps": tg, "tg_tps_lo": tg * (1 - half), "tg_tps_hi": tg * (1 + half),
+           "ttft_ms": ttft, "ttft_ms_lo": ttft * (1 - half), "ttft_ms_hi": ttft * (1 + half)}  # fmt: skip
+    return {**row, **extra}
+
+
+def _scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from assistant.bench import per
+
+    per.score_rows(rows)
+    return rows
+
+
+def test_a_per_within_the_noise_of_the_best_goes_to_the_more_faithful() -> None:
+    """Two runs on a busy machine reorder q2_k and q3_k_m's speeds within their noise: the verdict is the
+    lower KLD of the two either time, and says why."""
+    for q2_tg, q3_tg in ((110.0, 100.0), (100.0, 110.0)):
+        rows = _scored([_timed("f:q4_1", 100.0, 200.0, 0.08, 0.0), _timed("f:q2_k", q2_tg, 140.0, 0.08, 0.43),
+                        _timed("f:q3_k_m", q3_tg, 140.0, 0.08, 0.13)])  # fmt: skip
+        out = v.verdict(rows)
+        assert out["id"] == "f:q3_k_m", (q2_tg, out)
+        if q2_tg > q3_tg:
+            assert out["tied"] == ["f:q2_k"]
+            assert out["reason"].endswith("; PER 1.09, not significantly below f:q2_k's 1.12")
+    # measured tightly, the same gap is significant: the best PER wins
+    rows = _scored([_timed("f:q4_1", 100.0, 200.0, 0.005, 0.0), _timed("f:q2_k", 110.0, 140.0, 0.005, 0.43),
+                    _timed("f:q3_k_m", 100.0, 140.0, 0.005, 0.13)])  # fmt: skip
+    assert v.verdict(rows)["id"] == "f:q2_k" and v.verdict(rows)["tied"] == []
+
+
+def test_a_tie_with_the_reference_keeps_the_reference() -> None:
+    rows = _scored([_timed("f:q4_1", 100.0, 200.0, 0.1, 0.0), _timed("f:q8_0", 103.0, 198.0, 0.1, 0.005)])
+    out = v.verdict(rows)
+    assert out["id"] == "f:q4_1" and out["tied"] == ["f:q8_0"]
+    assert out["reason"] == (
+        "f:q4_1 (the reference): no variant within the budget scores a PER significantly higher"
+        " (the best, f:q8_0's 1.01)"
+    )
+
+
+def test_speeds_timed_once_tie_with_nothing() -> None:
+    """--quick: no spread was measured, so nothing is "within the noise"; the best PER is the verdict."""
+    rows = _scored([_timed("f:q4_1", 100.0, 200.0, 0.0, 0.0), _timed("f:q2_k", 110.0, 140.0, 0.0, 0.43),
+                    _timed("f:q3_k_m", 100.0, 140.0, 0.0, 0.13)])  # fmt: skip
+    assert v.verdict(rows)["id"] == "f:q2_k" and v.verdict(rows)["tied"] == []
