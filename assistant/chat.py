@@ -54,6 +54,7 @@ class Chunk:
     text: str = ""
     stats: Stats | None = None
     notice: str | None = None  # e.g. "history trimmed: 4 oldest messages dropped", "completion mode"
+    prompt_tokens: int | None = None  # sent once, before the reply: the tokens its prompt takes (a context meter)
 
 
 @dataclass

@@ -339,6 +339,7 @@ class LlamaEngine:
         self._check_prompt(tokens)
         stats = Stats(prompt_tokens=len(tokens), dropped_messages=plan.dropped, completion_mode=self.completion_mode)
         yield from self._notices(plan.dropped)
+        yield Chunk(prompt_tokens=len(tokens))
         stats.cached_tokens = self._evaluate(tokens, cancel)
         t_prompt = time.perf_counter()
         max_new = min(options.max_tokens, self._n_ctx - len(tokens))

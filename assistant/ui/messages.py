@@ -65,12 +65,15 @@ class ModelLoaded(Message):
 class ReplyStreamed(Message):
     """A batch of reply text (several tokens joined), plus any notice the engine sent with it."""
 
-    def __init__(self, text: str, notices: list[str], tokens: int, elapsed: float) -> None:
+    def __init__(
+        self, text: str, notices: list[str], tokens: int, elapsed: float, prompt_tokens: int | None = None
+    ) -> None:
         super().__init__()
         self.text = text
         self.notices = notices
         self.tokens = tokens  # chunks received so far in this reply
         self.elapsed = elapsed  # seconds since the first chunk
+        self.prompt_tokens = prompt_tokens  # the reply's prompt, when the engine said (the live context meter)
 
 
 class ReplyPainted(Message):

@@ -91,6 +91,7 @@ class ReplyPump:
         self._buffer: list[str] = []
         self._notices: list[str] = []
         self._tokens = 0
+        self._prompt_tokens: int | None = None
         self._first = self._last_post = 0.0
 
     def __call__(self, chunk: Chunk) -> None:
@@ -98,6 +99,8 @@ class ReplyPump:
             self.cancel.cancel()  # keep going: the session finishes and stores the partial reply
         if chunk.notice:
             self._notices.append(chunk.notice)
+        if chunk.prompt_tokens is not None:
+            self._prompt_tokens = chunk.prompt_tokens
         if chunk.text:
             now = time.perf_counter()
             if not self._tokens:
@@ -117,7 +120,7 @@ class ReplyPump:
         if self._buffer or self._notices:
             now = time.perf_counter() if now is None else now
             elapsed = now - self._first if self._tokens else 0.0
-            self.post(ReplyStreamed("".join(self._buffer), self._notices, self._tokens, elapsed))
+            self.post(ReplyStreamed("".join(self._buffer), self._notices, self._tokens, elapsed, self._prompt_tokens))
             self._buffer, self._notices, self._last_post = [], [], now
 
 

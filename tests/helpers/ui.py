@@ -55,6 +55,7 @@ class ScriptedEngine:
         script = self.scripts.pop(0) if self.scripts else Script(["(no reply scripted)"])
         for notice in script.notices:
             yield Chunk(notice=notice)
+        yield Chunk(prompt_tokens=self.count_tokens(messages))  # as LlamaEngine: the prompt's size, before the reply
         sent = 0
         finish = "stop"
         for i, text in enumerate(script.chunks):

@@ -121,6 +121,31 @@ async def test_escape_cancels_and_keeps_the_partial_reply(engine: ScriptedEngine
     ]
 
 
+async def test_context_meter_moves_while_the_reply_streams_and_warns_past_80_percent(engine: ScriptedEngine) -> None:
+    """The meter counts the prompt and the reply so far while it streams (not only once it ends), and turns
+    to the warning colour past 80 % of the context."""
+    engine._context_size = 24
+    engine.enqueue("one", " two", " three", " four", " never", hold_after=4)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        label = app.query_one("#status-context")
+        assert not label.has_class("-warn")
+        await send(pilot, "count with me please")
+        await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")
+        prompt = engine.count_tokens(engine.seen[0])
+        assert prompt < 0.8 * 24 < prompt + 1
+        # the first text is shown at once, the next chunks as the pacing allows: 1 to 4 of them so far
+        streaming = {f"ctx {prompt + k}/24" for k in range(1, 5)}
+        try:
+            await wait_until(pilot, lambda: str(label.content) in streaming, "the meter to count the reply")
+            assert label.has_class("-warn")
+        finally:
+            await pilot.press("escape")  # a held reply would keep the app from closing
+        await finished(pilot)
+        assert str(label.content) == f"ctx {prompt + 4}/24" and label.has_class("-warn")
+
+
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:
     engine.enqueue("first answer")
     engine.enqueue("second answer")

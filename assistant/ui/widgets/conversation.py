@@ -308,6 +308,8 @@ class Conversation(Vertical):
         if self._reply is not None and message.text:
             await self._reply.append(message.text)
             self.call_after_refresh(self._painted, message.tokens)
+        if message.prompt_tokens is not None and self._reply is not None:  # the meter moves as the reply streams
+            self.context_used = message.prompt_tokens + message.tokens
         now = time.monotonic()
         if message.elapsed > 0 and message.tokens > 1 and now - self._speed_shown >= SPEED_INTERVAL:
             self._speed_shown = now

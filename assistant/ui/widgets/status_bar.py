@@ -14,6 +14,7 @@ from ...untrusted import clean
 
 State = Literal["no model", "loading", "ready", "generating", "error"]
 
+CONTEXT_WARN = 0.8  # share of the context past which the meter turns to the warning colour
 STATE_TEXT = {"loading": "loading model…", "generating": "generating…", "error": "load failed"}
 
 
@@ -63,6 +64,9 @@ class StatusBar(Horizontal):
     def watch_context_used(self) -> None:
         used, total = self.context_used, self.context_total
         self._set("status-context", f"ctx {used or 0}/{total}" if total else "")
+        if self.is_mounted:  # past 80 % the next turns start trimming the history: say so in colour
+            full = bool(total) and (used or 0) > CONTEXT_WARN * (total or 0)
+            self.query_one("#status-context", Label).set_class(full, "-warn")
 
     def watch_context_total(self) -> None:
         self.watch_context_used()
