@@ -9,7 +9,7 @@ import time
 from typing import Any, ClassVar
 
 import pytest
-from textual.widgets import Button, DataTable, Markdown, ProgressBar
+from textual.widgets import Button, DataTable, Label, Markdown, ProgressBar
 from textual.widgets._footer import FooterKey
 
 from assistant import config
@@ -129,7 +129,7 @@ async def test_context_meter_moves_while_the_reply_streams_and_warns_past_80_per
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        label = app.query_one("#status-context")
+        label = app.query_one("#status-context", Label)
         assert not label.has_class("-warn")
         await send(pilot, "count with me please")
         await wait_until(pilot, engine.holding.is_set, "the reply to be mid-way")

@@ -116,7 +116,7 @@ def test_compare_cancels_the_shared_reference() -> None:
     rows = [{"id": "r", "reference": "r", **ref}, {"id": "a", "reference": "r", **fast},
             {"id": "b", "reference": "r", **slow}]  # fmt: skip
     per.score_rows(rows)
-    assert rows[1]["per_lo"] < rows[2]["per_hi"]  # their own intervals overlap (the reference's noise)
+    assert float(rows[1]["per_lo"]) < float(rows[2]["per_hi"])  # their own intervals overlap (the reference's noise)
     point, lo, hi = per.compare(fast, slow, ref) or (0, 0, 0)
     assert lo > 1.0 and lo < point < hi and abs(point - 1.3**0.25) < 1e-9
     same = per.compare(slow, slow, ref)
