@@ -113,10 +113,10 @@ def test_compare_cancels_the_shared_reference() -> None:
                 "tg_tps_lo": tg * (1 - half), "tg_tps_hi": tg * (1 + half)}  # fmt: skip
 
     ref, fast, slow = row(100.0, 0.3), row(130.0, 0.02), row(100.0, 0.02)
-    rows = [{"id": "r", "reference": "r", **ref}, {"id": "a", "reference": "r", **fast},
-            {"id": "b", "reference": "r", **slow}]  # fmt: skip
+    rows: list[dict[str, Any]] = [{"id": "r", "reference": "r", **ref}, {"id": "a", "reference": "r", **fast},
+                                  {"id": "b", "reference": "r", **slow}]  # fmt: skip
     per.score_rows(rows)
-    assert float(rows[1]["per_lo"]) < float(rows[2]["per_hi"])  # their own intervals overlap (the reference's noise)
+    assert rows[1]["per_lo"] < rows[2]["per_hi"]  # their own intervals overlap (the reference's noise)
     point, lo, hi = per.compare(fast, slow, ref) or (0, 0, 0)
     assert lo > 1.0 and lo < point < hi and abs(point - 1.3**0.25) < 1e-9
     same = per.compare(slow, slow, ref)
