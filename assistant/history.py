@@ -453,6 +453,20 @@ class History:
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     # -- export -----------------------------------------------------------------------------------
+    def export(self, chat_id: int, fmt: str) -> str:
+        """The chat as ``fmt``: "markdown" (``export_markdown``) or "json" (``export_json``)."""
+        if fmt == "json":
+            return self.export_json(chat_id)
+        if fmt == "markdown":
+            return self.export_markdown(chat_id)
+        raise AssistantError(f"cannot export a chat as {fmt!r}", "use markdown or json")
+
+    def export_json(self, chat_id: int) -> str:
+        """The chat and every message with its stats, as ``chats show --json`` gives them, in one document."""
+        chat = self.get_chat(chat_id)
+        doc = {"chat": chat.to_json(), "messages": [m.to_json() for m in self.messages(chat_id)]}
+        return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
     def export_markdown(self, chat_id: int) -> str:
         chat = self.get_chat(chat_id)
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(chat.created_at))

@@ -93,6 +93,16 @@ def wheel_cache_dir() -> Path:
     return Path(value).expanduser() if value else cache_dir() / "wheels"
 
 
+def documents_dir() -> Path:
+    """Where exports go unless the user names a place: the user's documents folder (``ASSISTANT_HOME``:
+    its ``documents``), or the home folder when the platform has none."""
+    root = home()
+    if root:
+        return root / "documents"
+    documents = Path(_dirs().user_documents_dir)
+    return documents if documents.is_dir() else Path.home()
+
+
 def log_file() -> Path:
     return cache_dir() / "assistant.log"
 

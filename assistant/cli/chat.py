@@ -326,11 +326,19 @@ def chats_search(text: str, as_json: bool) -> None:
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE (default: stdout)."
 )
-def chats_export(chat_id: int, output: Path | None) -> None:
-    """Export a chat as Markdown."""
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default=None,
+    help="markdown (default) or json (the messages with their stats); FILE.json picks json.",
+)
+def chats_export(chat_id: int, output: Path | None, fmt: str | None) -> None:
+    """Export a chat as Markdown or JSON."""
     from .. import paths
 
-    text = _history().export_markdown(chat_id)
+    fmt = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "markdown")
+    text = _history().export(chat_id, fmt)
     if output is None:  # piped, the export is the chat byte for byte; on a terminal, no escape codes act
         click.echo(clean(text) if sys.stdout.isatty() else text, nl=False)
         return

@@ -41,6 +41,14 @@ ACTIONS: tuple[Action, ...] = (
     ),
     Action("rename_chat", "ctrl+r", "Rename", "Rename chat", "Give this chat a new title", show=False),
     Action("delete_chat", "f8", "Delete chat", "Delete chat", "Delete this chat and its messages", show=False),
+    Action(
+        "export_chat",
+        "f4",
+        "Export",
+        "Export chat",
+        "Write this chat to a file: Markdown, or JSON with each message's stats when the name ends in .json",
+        show=False,
+    ),
     # Textual's palette already offers Quit: this one is the key.
     Action("quit", "ctrl+q", "Quit", None, "Quit (a reply in progress is stopped and kept)"),
     Action("focus_prompt", None, "Prompt", "Focus prompt", "Move the cursor to the message box"),

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import re
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -60,6 +61,12 @@ FIRST_FRAME_WAIT = 0.3
 FRAME = 0.02
 # On quit, how long to let a cancelled reply store itself (it stops after the current token).
 QUIT_WAIT = 5.0
+
+
+def _file_stem(title: str) -> str:
+    """A chat title as a file name: its letters and digits, words joined by dashes, at most 40 characters."""
+    words = re.findall(r"\w+", title.lower())
+    return "-".join(words)[:40].strip("-")
 
 
 def _main_screen_only(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -488,6 +495,27 @@ class AssistantApp(App[None]):
         from .screens.dialogs import Confirm
 
         self.push_screen(Confirm(f"Delete “{clean(chat.title, one_line=True)}”?"), confirmed)
+
+    def action_export_chat(self) -> None:
+        chat = self.chat
+        if chat is None or isinstance(chat.id, str):
+            self.notify("nothing to export yet: this chat has no messages", severity="warning")
+            return
+        from .. import paths
+        from .screens.dialogs import ExportChat
+
+        default = paths.documents_dir() / f"{_file_stem(chat.title) or 'chat'}-{chat.id}.md"
+
+        def chosen(target: str | None) -> None:
+            if target:
+                self._export(chat.id, Path(target))
+
+        self.push_screen(ExportChat(str(default)), chosen)
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _export(self, chat_id: int | str, target: Path) -> None:
+        written = self.backend.export_chat(chat_id, target)
+        self.call_from_thread(self.notify, f"exported to {clean(str(written), one_line=True)}", markup=False)
 
     @work(thread=True, exit_on_error=False, group="db")
     def _delete(self, chat_id: int | str) -> None:

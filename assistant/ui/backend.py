@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -124,6 +125,15 @@ class Backend:
 
     def delete_chat(self, chat_id: int | str) -> None:
         self.session.history.delete(int(chat_id))
+
+    def export_chat(self, chat_id: int | str, path: Path) -> Path:
+        """Write the chat to ``path``: JSON when it ends in .json, else Markdown (never a half-written file)."""
+        from .. import paths
+
+        path = path.expanduser()
+        fmt = "json" if path.suffix.lower() == ".json" else "markdown"
+        paths.write_text_atomic(path, self.session.history.export(int(chat_id), fmt))
+        return path
 
     def count_context(self, chat_id: int | str, engine: ChatEngine) -> int:
         messages = self.session.build_messages(int(chat_id))

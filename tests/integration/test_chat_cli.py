@@ -127,6 +127,12 @@ def test_chats_commands(tmp_path: Path) -> None:
     assert text.startswith("# Name a river in Europe.") and "## Assistant\n\nThe Danube" in text
     assert [p.name for p in out.parent.iterdir()] == ["rivers.md"], "no temp file left behind"
     assert run_cli("chats", "export", str(rivers)).stdout == text
+    as_json = tmp_path / "exports" / "rivers.json"  # the name picks the format; --format says it outright
+    assert run_cli("chats", "export", str(rivers), "-o", str(as_json)).returncode == 0
+    doc = json.loads(as_json.read_text())
+    assert doc["chat"]["id"] == rivers and [m["role"] for m in doc["messages"]] == ["user", "assistant"]
+    assert doc["messages"][1]["content"] == "The Danube flows through ten countries."
+    assert json.loads(run_cli("chats", "export", str(rivers), "--format", "json").stdout) == doc
 
     assert "no chat 999" in assert_one_line_error(run_cli("chats", "show", "999"))
     assert "no chat 999" in assert_one_line_error(run_cli("chats", "rm", str(rivers), "999"))

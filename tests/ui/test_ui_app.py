@@ -6,10 +6,11 @@ import gc
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from textual.widgets import Button, DataTable, Label, Markdown, ProgressBar
+from textual.widgets import Button, DataTable, Input, Label, Markdown, ProgressBar
 from textual.widgets._footer import FooterKey
 
 from assistant import config
@@ -144,6 +145,47 @@ async def test_context_meter_moves_while_the_reply_streams_and_warns_past_80_per
             await pilot.press("escape")  # a held reply would keep the app from closing
         await finished(pilot)
         assert str(label.content) == f"ctx {prompt + 4}/24" and label.has_class("-warn")
+
+
+async def test_export_writes_the_open_chat_as_markdown_or_json(engine: ScriptedEngine) -> None:
+    import json
+
+    from assistant import paths
+    from assistant.ui.screens.dialogs import ExportChat
+
+    engine.enqueue("The Danube.")
+    app = make_app(engine)
+    async with app.run_test(size=(40, 20)) as pilot:  # the smallest terminal the app supports
+        await ready(pilot)
+        await pilot.press("f4")
+        assert not isinstance(app.screen, ExportChat)  # nothing to export before the first message
+        await send(pilot, "Name a river")
+        await finished(pilot)
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportChat), "the export dialog")
+        field = app.screen.query_one("#export-input", Input)
+        default = Path(field.value)
+        assert app.chat is not None
+        assert default.parent == paths.documents_dir() and default.name == f"name-a-river-{app.chat.id}.md"
+        default.parent.mkdir(parents=True, exist_ok=True)
+        await pilot.press("enter")
+        await wait_until(pilot, default.exists, "the Markdown export")
+        assert "## Assistant\n\nThe Danube." in default.read_text()
+        assert oct(default.stat().st_mode & 0o777) == "0o600"
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportChat), "the export dialog")
+        field = app.screen.query_one("#export-input", Input)
+        field.value = str(default.with_suffix(".json"))
+        await pilot.press("enter")
+        await wait_until(pilot, default.with_suffix(".json").exists, "the JSON export")
+        doc = json.loads(default.with_suffix(".json").read_text())
+        assert [m["content"] for m in doc["messages"]] == ["Name a river", "The Danube."]
+        await pilot.press("f4")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportChat), "the export dialog")
+        app.screen.query_one("#export-input", Input).value = "/nonexistent/folder/x.md"
+        await pilot.press("enter")  # refused in one line, nothing written, the app goes on
+        await wait_until(pilot, lambda: any("no such folder" in n.message for n in app._notifications), "the error")
+        assert not isinstance(app.screen, ExportChat)
 
 
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:

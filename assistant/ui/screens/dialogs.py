@@ -1,4 +1,4 @@
-"""Small modal questions: a new chat title, a delete confirmation."""
+"""Small modal questions: a new chat title, where to export a chat, a delete confirmation."""
 
 from __future__ import annotations
 
@@ -29,6 +29,29 @@ class RenameChat(ModalScreen[str | None]):
     def _save(self, event: Input.Submitted) -> None:
         title = event.value.strip()
         self.dismiss(title or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ExportChat(ModalScreen[str | None]):
+    """Where to write the open chat; the name's extension picks the format."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
+
+    def __init__(self, default: str) -> None:
+        super().__init__()
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Export chat", classes="dialog-title")
+            yield Input(self.default, id="export-input")
+            yield Label("Enter: write (.md Markdown, .json JSON)  ·  Esc: cancel", classes="dialog-help")
+
+    @on(Input.Submitted)
+    def _save(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
 
     def action_cancel(self) -> None:
         self.dismiss(None)
