@@ -42,6 +42,13 @@ ACTIONS: tuple[Action, ...] = (
     Action("rename_chat", "ctrl+r", "Rename", "Rename chat", "Give this chat a new title", show=False),
     Action("delete_chat", "f8", "Delete chat", "Delete chat", "Delete this chat and its messages", show=False),
     Action(
+        "attach",
+        "f5",
+        "Attach",
+        "Attach a file",
+        "Put a text file in the message as a fenced block (or type /attach PATH); too large for the context: refused",
+    ),
+    Action(
         "export_chat",
         "f4",
         "Export",

@@ -319,6 +319,16 @@ class AssistantApp(App[None]):
     def action_dictate(self) -> None:
         self.conversation.dictate()
 
+    def action_attach(self) -> None:
+        from .screens.dialogs import AskPath
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.conversation.attach(Path(path))
+
+        help = "Enter: attach (text files; the content goes in the message)  ·  Esc: cancel"
+        self.push_screen(AskPath("Attach a text file", f"{Path.cwd()}/", help, "attach-input"), chosen)
+
     def action_copy_reply(self) -> None:
         self.conversation.copy_reply()
 
@@ -502,7 +512,7 @@ class AssistantApp(App[None]):
             self.notify("nothing to export yet: this chat has no messages", severity="warning")
             return
         from .. import paths
-        from .screens.dialogs import ExportChat
+        from .screens.dialogs import AskPath
 
         default = paths.documents_dir() / f"{_file_stem(chat.title) or 'chat'}-{chat.id}.md"
 
@@ -510,7 +520,8 @@ class AssistantApp(App[None]):
             if target:
                 self._export(chat.id, Path(target))
 
-        self.push_screen(ExportChat(str(default)), chosen)
+        help = "Enter: write (.md Markdown, .json JSON)  ·  Esc: cancel"
+        self.push_screen(AskPath("Export chat", str(default), help, "export-input"), chosen)
 
     @work(thread=True, exit_on_error=False, group="db")
     def _export(self, chat_id: int | str, target: Path) -> None:

@@ -151,7 +151,7 @@ async def test_export_writes_the_open_chat_as_markdown_or_json(engine: ScriptedE
     import json
 
     from assistant import paths
-    from assistant.ui.screens.dialogs import ExportChat
+    from assistant.ui.screens.dialogs import AskPath as ExportChat
 
     engine.enqueue("The Danube.")
     app = make_app(engine)
@@ -186,6 +186,36 @@ async def test_export_writes_the_open_chat_as_markdown_or_json(engine: ScriptedE
         await pilot.press("enter")  # refused in one line, nothing written, the app goes on
         await wait_until(pilot, lambda: any("no such folder" in n.message for n in app._notifications), "the error")
         assert not isinstance(app.screen, ExportChat)
+
+
+async def test_attach_puts_a_text_file_in_the_prompt_and_refuses_one_too_large(
+    engine: ScriptedEngine, tmp_path: Path
+) -> None:
+    from assistant.ui.screens.dialogs import AskPath
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("buy milk\ncall Ana\n", encoding="utf-8")
+    big = tmp_path / "big.txt"
+    big.write_text("word " * 3000, encoding="utf-8")
+    app = make_app(engine)
+    async with app.run_test(size=(40, 20)) as pilot:
+        await ready(pilot)
+        prompt = app.query_one(PromptBar)
+        prompt.focus()
+        prompt.insert(f"/attach {notes}\nwhat is on my list?")
+        await pilot.press("enter")  # the command is not sent: the file takes its line
+        block = "notes.txt:\n```txt\nbuy milk\ncall Ana\n```\n"
+        await wait_until(pilot, lambda: prompt.text == block + "what is on my list?", "the attached file")
+        assert engine.seen == [] and not app.generating
+        prompt.clear()
+        await pilot.press("f5")  # the key, with a path dialog
+        await wait_until(pilot, lambda: isinstance(app.screen, AskPath), "the attach dialog")
+        app.screen.query_one("#attach-input", Input).value = str(big)
+        await pilot.press("enter")
+        tokens = 3000 + 3 + 4  # the scripted engine's count: words of the block, plus 4 for the message
+        refusal = f"big.txt is {tokens:,} tokens; the context holds {engine.context_size:,} (0 in use)"
+        await wait_until(pilot, lambda: any(refusal in str(n.message) for n in app._notifications), "the refusal")
+        assert prompt.text == "" and engine.seen == []  # nothing attached, nothing sent
 
 
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:

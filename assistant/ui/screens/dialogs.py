@@ -1,4 +1,4 @@
-"""Small modal questions: a new chat title, where to export a chat, a delete confirmation."""
+"""Small modal questions: a new chat title, a file's path (export, attach), a delete confirmation."""
 
 from __future__ import annotations
 
@@ -34,20 +34,20 @@ class RenameChat(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ExportChat(ModalScreen[str | None]):
-    """Where to write the open chat; the name's extension picks the format."""
+class AskPath(ModalScreen[str | None]):
+    """A file's path: where to export the chat, which file to attach."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
-    def __init__(self, default: str) -> None:
+    def __init__(self, title: str, default: str, help: str, input_id: str) -> None:
         super().__init__()
-        self.default = default
+        self.title_text, self.default, self.help_text, self.input_id = title, default, help, input_id
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label("Export chat", classes="dialog-title")
-            yield Input(self.default, id="export-input")
-            yield Label("Enter: write (.md Markdown, .json JSON)  ·  Esc: cancel", classes="dialog-help")
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(self.default, id=self.input_id)  # an Input shows its value as text, never markup
+            yield Label(self.help_text, classes="dialog-help", markup=False)
 
     @on(Input.Submitted)
     def _save(self, event: Input.Submitted) -> None:

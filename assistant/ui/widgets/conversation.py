@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from textual import on, work
@@ -220,13 +221,64 @@ class Conversation(Vertical):
     # -- sending, streaming -----------------------------------------------------------------------------
 
     def _may_send(self, text: str) -> bool:
-        """Asked by the prompt on Enter: a message can go while a model is loaded or on its way."""
+        """Asked by the prompt on Enter: a message can go while a model is loaded or on its way. An
+        ``/attach PATH`` line is not sent: the file takes its place in the box (``attach``)."""
+        from ... import attach
+
+        path = attach.command_path(text)
+        if path is not None:
+            if path:
+                self.attach(Path(path), replace_command=True)
+            else:
+                self.notify("/attach needs a path: /attach notes.txt", severity="warning")
+            return False
         if self.generating:
             return False  # one reply at a time; the text stays in the box
         if self.host.engine is None and not self.host.model_coming:
             self.notify("No model loaded.", severity="warning")
             return False
         return True
+
+    # -- attaching ------------------------------------------------------------------------------------
+
+    @work(thread=True, exit_on_error=False, group="attach")
+    def attach(self, path: Path, replace_command: bool = False) -> None:
+        """Put the text file at ``path`` in the prompt as a fenced block (``assistant.attach``), once it is
+        known to fit the context next to this chat; otherwise say so, with the token counts, and attach
+        nothing. ``replace_command``: the block takes the place of the prompt's ``/attach`` line."""
+        from ... import attach
+        from ...chat import Message
+
+        found = attach.read(path)
+        engine = self.host.engine
+        total = engine.context_size if engine is not None else None
+        # no model loaded yet: no tokenizer, so a rough count (said as such)
+        tokens = engine.count_tokens([Message("user", found.block)]) if engine is not None else len(found.block) // 4
+        used = self.context_used or 0
+        if total is not None and used + tokens > total:
+            self.app.call_from_thread(
+                self.notify,
+                f"{clean(found.name, one_line=True)} is {tokens:,} tokens; the context holds {total:,}"
+                f" ({used:,} in use): attach a smaller file or raise runtime.context_size",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.app.call_from_thread(self._insert_attachment, found.block, replace_command)
+        about = "" if engine is not None else "about "
+        self.app.call_from_thread(
+            self.notify, f"attached {clean(found.name, one_line=True)} ({about}{tokens:,} tokens)", markup=False
+        )
+
+    def _insert_attachment(self, block: str, replace_command: bool) -> None:
+        prompt = self.prompt
+        if replace_command:  # the /attach line goes; what was typed under it stays, after the file
+            rest = prompt.text.split("\n", 1)[1] if "\n" in prompt.text else ""
+            prompt.text = block + rest
+            prompt.move_cursor(prompt.document.end)
+        else:
+            prompt.insert(block)
+        prompt.focus()
 
     @on(PromptBar.Submitted)
     async def _send(self, event: PromptBar.Submitted) -> None:
