@@ -58,6 +58,17 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return applied
 
 
+def derived_tables(conn: sqlite3.Connection) -> set[str]:
+    """Tables that hold no data of their own: virtual tables (the full-text index) and their shadow tables,
+    rebuilt from the real ones (``history.reindex``) rather than copied."""
+    virtual = [
+        str(r[0])
+        for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'")
+    ]
+    names = [str(r[0]) for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    return {n for n in names if any(n == v or n.startswith(f"{v}_") for v in virtual)}
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (connections run in autocommit mode)."""

@@ -280,16 +280,18 @@ def _graft_schema(path: Path, out: Path) -> Path:
 
 
 def _schema(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """The tables whose rows are worth recovering: not the full-text index (derived from the messages, and
+    rebuilt from them after a repair)."""
+    from .db import derived_tables
+
     try:
-        return [
-            (str(n), str(s))
-            for n, s in conn.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
-                " AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
+        rows = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
+        ).fetchall()
+        derived = derived_tables(conn)
     except sqlite3.Error:
         return []
+    return [(str(n), str(s)) for n, s in rows if n not in derived]
 
 
 def _readable_rows(conn: sqlite3.Connection, table: str) -> Iterator[tuple[Any, ...]]:
@@ -313,18 +315,21 @@ def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
     """Copy the recovered rows into the fresh database's tables (the columns both have); give messages whose chat
     was lost a chat again, then bring stored paths to the current layout. Returns rows saved per table."""
     from . import history, store
+    from .db import derived_tables
 
     conn = sqlite3.connect(fresh, isolation_level=None)
     try:
         conn.execute("PRAGMA foreign_keys=OFF")
         conn.execute("ATTACH DATABASE ? AS old", (str(scratch),))
         old_tables = {r[0] for r in conn.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'")}
+        derived = derived_tables(conn)
         tables = [
             str(r[0])
             for r in conn.execute(
                 "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
                 " AND name != '_migrations' ORDER BY rowid"
             )
+            if r[0] not in derived
         ]
         counts: dict[str, int] = {}
         conn.execute("BEGIN")
@@ -344,6 +349,7 @@ def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
         for table, rowid, _parent, _ in conn.execute("PRAGMA main.foreign_key_check").fetchall():
             conn.execute(f'DELETE FROM main."{table}" WHERE rowid = ?', (rowid,))
         store._relative_paths(conn)
+        history.reindex(conn)
         for table in tables:
             counts[table] = int(conn.execute(f'SELECT COUNT(*) FROM main."{table}"').fetchone()[0])
         conn.execute("COMMIT")

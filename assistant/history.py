@@ -13,6 +13,7 @@ can read in its UI thread while a worker thread streams a reply into the same ``
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -56,6 +57,27 @@ MIGRATIONS = [
         );
         CREATE INDEX messages_chat ON messages (chat_id, id);
         CREATE INDEX chats_updated ON chats (updated_at);
+        """,
+    ),
+    (
+        # Full-text search over messages (SQLite FTS5), an external-content index kept in step by triggers;
+        # 'rebuild' indexes what an existing database already holds.
+        "history_002_messages_fts",
+        """
+        CREATE VIRTUAL TABLE messages_fts USING fts5(
+            content, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+        );
+        INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
+        CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
+        CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+        END;
+        CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content) VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END;
         """,
     ),
 ]
@@ -195,14 +217,16 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _snippet(text: str, needle: str, width: int = 80) -> str:
-    flat = " ".join(text.split())
-    at = flat.lower().find(needle.lower())
-    if at < 0:
-        return flat[:width]
-    start = max(0, at - width // 3)
-    piece = flat[start : start + width]
-    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")
+def _fts_query(text: str) -> str:
+    """An FTS5 query for the words of ``text``: each quoted (no FTS5 syntax reaches the engine from the
+    user) and prefix-matched, all required; "" when ``text`` has no word."""
+    words = re.findall(r"\w+", text)
+    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+
+
+def reindex(conn: sqlite3.Connection) -> None:
+    """Rebuild the full-text index from the messages (after a repair copied them in)."""
+    conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
 
 
 def adopt_orphans(conn: sqlite3.Connection) -> int:
@@ -347,29 +371,38 @@ class History:
         return chat
 
     def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Chats whose title or any message contains ``text`` (case-insensitive), newest first."""
+        """Chats whose title contains ``text`` (case-insensitive), or one of whose messages has every word of
+        it (full-text, each word also as a prefix: "danu" finds "Danube"), newest chat first; a message hit
+        names the best-ranked message of its chat and a snippet around the match."""
         needle = text.strip()
         if not needle:
             return []
-        pattern = _like(needle)
         hits: list[SearchHit] = []
         seen: set[int] = set()
         chats = {c.id: c for c in self.list_chats()}
         for row in self.conn.execute(
-            "SELECT id FROM chats WHERE title LIKE ? ESCAPE '\\' ORDER BY updated_at DESC", (pattern,)
+            "SELECT id FROM chats WHERE title LIKE ? ESCAPE '\\' ORDER BY updated_at DESC", (_like(needle),)
         ):
             chat = chats[row["id"]]
             hits.append(SearchHit(chat, None, chat.title))
             seen.add(chat.id)
-        for row in self.conn.execute(
-            "SELECT m.id, m.chat_id, m.content FROM messages m JOIN chats c ON c.id = m.chat_id"
-            " WHERE m.content LIKE ? ESCAPE '\\' ORDER BY c.updated_at DESC, m.id",
-            (pattern,),
-        ):
-            if row["chat_id"] in seen:
+        query = _fts_query(needle)
+        rows = (
+            self.conn.execute(
+                "SELECT m.id, m.chat_id, snippet(messages_fts, 0, '', '', '…', 16) AS snippet"
+                " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+                " WHERE messages_fts MATCH ? ORDER BY rank",
+                (query,),
+            )
+            if query
+            else []
+        )
+        for row in rows:
+            if row["chat_id"] in seen or row["chat_id"] not in chats:
                 continue
             seen.add(row["chat_id"])
-            hits.append(SearchHit(chats[row["chat_id"]], row["id"], _snippet(row["content"], needle)))
+            snippet = " ".join(str(row["snippet"]).split())
+            hits.append(SearchHit(chats[row["chat_id"]], row["id"], snippet))
         hits.sort(key=lambda h: h.chat.updated_at, reverse=True)
         return hits[:limit]
 

@@ -6,6 +6,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -215,3 +216,39 @@ def test_close_closes_the_connections_of_other_threads() -> None:
     history.close()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         opened[0].execute("SELECT 1")
+
+
+def test_full_text_search_finds_words_and_prefixes_and_follows_edits(history: History) -> None:
+    chat = history.create_chat(title="geography")
+    history.add_message(chat.id, "user", "Which river flows through Vienna and Budapest?")
+    reply = history.start_reply(chat.id, "m:a")  # a reply is written as it streams: the index follows its updates
+    assert history.search("danube") == []
+    history.finish_reply(reply, "The Danube does; it crosses ten countries.", Stats(), partial=False)
+    hits = history.search("danu")  # a prefix of a word
+    assert [(h.chat.id, h.snippet) for h in hits] == [(chat.id, "The Danube does; it crosses ten countries.")]
+    assert [h.chat.id for h in history.search("vienna budapest")] == [chat.id]  # every word, in any order
+    assert history.search("vienna paris") == []
+    # FTS5 syntax in the query is words, not operators: OR is one more word to find, quotes are no phrase
+    assert history.search("danube OR nowhere") == [] and history.search('"danube" NOT') == []
+    assert [h.chat.id for h in history.search('"ten danube"')] == [chat.id]
+    history.delete(chat.id)
+    assert history.search("danube") == []  # deleting the chat (its messages by cascade) leaves the index
+
+
+def test_the_search_index_is_built_for_a_database_made_before_it(tmp_path: Path) -> None:
+    """An old database (before history_002) upgrades in place: the migration indexes what it holds."""
+    from assistant import db
+
+    path = tmp_path / "old.db"
+    conn = db.connect(path)
+    old = History(conn)
+    chat = old.create_chat(title="t")
+    old.add_message(chat.id, "user", "The Danube is long.")
+    for name in ("messages_fts_insert", "messages_fts_delete", "messages_fts_update"):
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DROP TABLE messages_fts")
+    conn.execute("DELETE FROM _migrations WHERE name = 'history_002_messages_fts'")
+    conn.close()
+    again = db.connect(path)
+    assert [h.chat.id for h in History(again).search("danube")] == [chat.id]
+    again.close()

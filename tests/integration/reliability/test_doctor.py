@@ -133,8 +133,9 @@ def test_repair_rebuilds_a_damaged_database_and_keeps_the_old_one(pages: tuple[i
     chats = json.loads(listed.stdout)
     # four damaged pages out of ~120 (one of them the chats table's root): most messages survive, each in a chat
     assert len(chats) >= 250 and sum(c["messages"] for c in chats) >= 250, len(chats)
-    search = run_cli("chats", "search", "words")
+    search = run_cli("chats", "search", "words", "--json")  # no title has the word: the index was rebuilt
     assert search.returncode == 0, search.stderr
+    assert len(json.loads(search.stdout)) == 50
     assert _doctor()[0] == 0
 
 
