@@ -39,6 +39,13 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "open_bench", "f9", "Benchmarks", "Benchmarks", "Stored benchmark runs: speed and quality of each model variant"
     ),
+    Action(
+        "search",
+        "ctrl+f",
+        "Search",
+        "Search chats",
+        "Find a chat by its title or any words of its messages; Enter opens it at the message",
+    ),
     Action("rename_chat", "ctrl+r", "Rename", "Rename chat", "Give this chat a new title", show=False),
     Action("delete_chat", "f8", "Delete chat", "Delete chat", "Delete this chat and its messages", show=False),
     Action(

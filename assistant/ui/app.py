@@ -34,7 +34,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, get_current_wo
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
 from . import actions
-from .backend import Backend, ChatSummary, EngineFactory
+from .backend import Backend, ChatSummary, EngineFactory, SearchResult
 from .messages import ChatCreated, ChatOpened, ChatsListed, ModelLoaded, Settle
 from .pacing import GcFreeze, stream_cpu_share
 from .widgets.conversation import Conversation
@@ -455,12 +455,21 @@ class AssistantApp(App[None]):
             self.screen.remove_class("-sidebar-open")
         self.conversation.focus_prompt()
 
-    def open_chat(self, chat: ChatSummary) -> None:
+    def open_chat(self, chat: ChatSummary, at_message: int | None = None) -> None:
         if self.generating:
             self.notify("Stop the reply first (Esc).", severity="warning")
             return
-        self.conversation.open_chat(chat)
+        self.conversation.open_chat(chat, at_message)
         self._refresh_title()
+
+    def action_search(self) -> None:
+        from .screens.search import SearchChats
+
+        def chosen(hit: SearchResult | None) -> None:
+            if hit is not None:
+                self.open_chat(hit.chat, hit.message_id)
+
+        self.push_screen(SearchChats(self.backend), chosen)
 
     async def action_new_chat(self) -> None:
         if self.generating:

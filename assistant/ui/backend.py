@@ -41,6 +41,16 @@ class StoredTurn:
     content: str
     partial: bool = False
     notice: str | None = None
+    message_id: int | None = None  # its row in the history (a search hit opens the chat at it)
+
+
+@dataclass
+class SearchResult:
+    """One chat a search found: at a message (with the text around the match), or by its title."""
+
+    chat: ChatSummary
+    message_id: int | None
+    snippet: str
 
 
 def _summary(chat: Chat) -> ChatSummary:
@@ -102,7 +112,7 @@ class Backend:
         history = self.session.history
         chat = history.get_chat(int(chat_id))
         turns = [
-            StoredTurn(role=m.role, content=m.content, partial=m.partial)
+            StoredTurn(role=m.role, content=m.content, partial=m.partial, message_id=m.id)
             for m in history.messages(chat.id)
             if m.role != "system"
         ]
@@ -119,6 +129,10 @@ class Backend:
         if chat_id is None:
             chat_id = self.create_chat(text, model_id or self.settings.models.chat).id
         self.session.history.add_message(int(chat_id), "user", text)
+
+    def search(self, text: str) -> list[SearchResult]:
+        """Chats by title or by the words of their messages (``History.search``: SQLite FTS5)."""
+        return [SearchResult(_summary(h.chat), h.message_id, h.snippet) for h in self.session.history.search(text)]
 
     def rename_chat(self, chat_id: int | str, title: str) -> None:
         self.session.history.rename(int(chat_id), title)

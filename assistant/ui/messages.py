@@ -13,7 +13,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from ..chat import ChatEngine, Stats
-    from .backend import ChatSummary, StoredTurn
+    from .backend import ChatSummary, SearchResult, StoredTurn
 
 
 class ChatsListed(Message):
@@ -125,3 +125,12 @@ class ModelsListed(Message):
     def __init__(self, rows: list[Any]) -> None:
         super().__init__()
         self.rows = rows
+
+
+class SearchFound(Message):
+    """The search screen's hits for ``text`` were read from the history."""
+
+    def __init__(self, text: str, hits: list[SearchResult]) -> None:
+        super().__init__()
+        self.text = text
+        self.hits = hits

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from textual.widgets import Button, DataTable, Input, Label, Markdown, ProgressBar
+from textual.widgets import Button, DataTable, Input, Label, Markdown, OptionList, ProgressBar
 from textual.widgets._footer import FooterKey
 
 from assistant import config
@@ -216,6 +216,46 @@ async def test_attach_puts_a_text_file_in_the_prompt_and_refuses_one_too_large(
         refusal = f"big.txt is {tokens:,} tokens; the context holds {engine.context_size:,} (0 in use)"
         await wait_until(pilot, lambda: any(refusal in str(n.message) for n in app._notifications), "the refusal")
         assert prompt.text == "" and engine.seen == []  # nothing attached, nothing sent
+
+
+async def test_search_finds_a_word_from_an_old_chat_and_opens_it_at_the_message(engine: ScriptedEngine) -> None:
+    from assistant.ui.screens.search import SearchChats
+
+    history = History()
+    old = history.create_chat(title="trip planning", model_id=FAKE_MODEL)
+    history.add_message(old.id, "user", "Which river runs through Vienna?")
+    found = history.add_message(old.id, "assistant", "The Danube, on its way to the Black Sea.")
+    for n in range(12):  # a long chat: the hit is far above its end
+        history.add_message(old.id, "user", f"and then question {n}")
+    other = history.create_chat(title="recipes", model_id=FAKE_MODEL)
+    history.add_message(other.id, "user", "How long to boil an egg?")
+    history.close()
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchChats), "the search screen")
+        screen = app.screen
+        assert isinstance(screen, SearchChats)
+        await pilot.press(*"danu")  # a prefix of a word in an old reply
+        await wait_until(pilot, lambda: [h.chat.id for h in screen.hits] == [old.id], "the hit")
+        line = str(screen.query_one("#search-hits", OptionList).get_option_at_index(0).prompt)
+        assert line == "trip planning  The Danube, on its way to the Black Sea."
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.chat is not None and app.chat.id == old.id, "the chat to open")
+        log = app.query_one(ChatLog)
+        await wait_until(pilot, lambda: bool(log.query(".-found")), "the message to be marked")
+        (turn,) = log.query(".-found")
+        assert isinstance(turn, ReplyTurn) and turn.text.startswith("The Danube")
+        await wait_until(pilot, lambda: turn.region.height > 0 and log.scroll_y < log.max_scroll_y, "the scroll")
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchChats), "the search screen")
+        await pilot.press(*"volcano")
+        help_label = app.screen.query_one("#search-help", Label)
+        await wait_until(pilot, lambda: "no chat has these words" in str(help_label.content), "no hit")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, SearchChats) and app.chat is not None and app.chat.id == old.id
+    assert found.id is not None
 
 
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:

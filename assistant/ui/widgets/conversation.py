@@ -26,6 +26,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 from textual.reactive import reactive
+from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
 
 from ...untrusted import clean
@@ -104,6 +105,7 @@ class Conversation(Vertical):
         self._speaker: Speaker | None = None
         self._said_no_tts = False
         self._speed_shown = 0.0
+        self._at_message: int | None = None  # the message a search hit opens the chat at
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -165,9 +167,11 @@ class Conversation(Vertical):
 
     # -- which chat -----------------------------------------------------------------------------------
 
-    def open_chat(self, chat: ChatSummary) -> None:
-        """Show a stored chat (read in a worker); the app checks no reply is streaming first."""
+    def open_chat(self, chat: ChatSummary, at_message: int | None = None) -> None:
+        """Show a stored chat (read in a worker), scrolled to ``at_message`` when given (a search hit); the
+        app checks no reply is streaming first."""
         self.chat = chat
+        self._at_message = at_message
         self._read_chat(chat)
 
     async def new_chat(self) -> None:
@@ -191,13 +195,22 @@ class Conversation(Vertical):
         log = self.chat_log
         await log.clear()
         self._notices_shown.clear()
+        found: Widget | None = None
         for turn in message.turns:
             if turn.notice:
                 await log.add_notice(turn.notice)
+            shown: Widget | None = None
             if turn.role == "user":
-                await log.add_user(turn.content)
+                shown = await log.add_user(turn.content)
             elif turn.role == "assistant":
-                await log.add_reply(turn.content, partial=turn.partial)
+                shown = await log.add_reply(turn.content, partial=turn.partial)
+            if shown is not None and turn.message_id is not None and turn.message_id == self._at_message:
+                found = shown
+        self._at_message = None
+        if found is not None:  # a search hit: show its message (the log stops following the end)
+            found.add_class("-found")
+            log.release_anchor()
+            self.call_after_refresh(log.scroll_to_widget, found, top=True, animate=False)
         self.context_used = message.context_used
         self.tokens_per_second = None
 
