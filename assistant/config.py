@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,6 +36,37 @@ class RuntimeSettings(_Section):
     batch_size: int = Field(512, ge=1, le=65_536, description="Prompt-processing batch size in tokens.")
 
 
+class Preset(_Section):
+    """A named system prompt and sampling settings a chat can start from (unset fields: the [chat] defaults)."""
+
+    system_prompt: str
+    temperature: Annotated[float | None, Field(ge=0.0, le=5.0)] = None
+    top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
+    max_tokens: Annotated[int | None, Field(ge=1, le=1_048_576)] = None
+    seed: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The sampling settings it sets (a chat's ``options``)."""
+        return self.model_dump(exclude={"system_prompt"}, exclude_none=True)
+
+
+def _default_presets() -> dict[str, Preset]:
+    return {
+        "concise": Preset(system_prompt="Answer in one or two sentences. No preamble, no lists.", temperature=0.3),
+        "explain-code": Preset(
+            system_prompt="You explain code to a programmer: what it does, step by step, then any bug you see."
+            " Quote the lines you talk about.",
+            temperature=0.2,
+            max_tokens=1024,
+        ),
+        "proofread": Preset(
+            system_prompt="Correct the spelling, grammar and punctuation of the user's text. Reply with the"
+            " corrected text only, keeping its meaning, tone and layout.",
+            temperature=0.0,
+        ),
+    }
+
+
 class ChatSettings(_Section):
     system_prompt: str = Field(
         "You are a helpful assistant. Answer briefly.", description="System prompt for new chats."
@@ -44,6 +75,11 @@ class ChatSettings(_Section):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling cut-off.")
     max_tokens: int = Field(512, ge=1, le=1_048_576, description="Longest reply, in tokens.")
     seed: int | None = Field(None, description="Sampling seed (unset = random).")
+    presets: dict[str, Preset] = Field(
+        default_factory=_default_presets,
+        description="Named starting points for a chat's settings (the TUI's chat settings, Ctrl+S), e.g."
+        " {concise = {system_prompt = '...', temperature = 0.3}}; these replace the shipped ones.",
+    )
 
 
 class SpeechSettings(_Section):

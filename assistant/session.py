@@ -248,7 +248,7 @@ class ChatSession:
             title=title,
             model_id=model_id or self.settings.models.chat,
             system_prompt=self.settings.chat.system_prompt if system_prompt is None else system_prompt,
-            options=_options_dict(options),
+            options=options_dict(options),
         )
 
     def chat_options(self, chat: Chat, override: dict[str, Any] | ChatOptions | None = None) -> ChatOptions:
@@ -261,7 +261,7 @@ class ChatSession:
             "seed": c.seed,
         }
         merged.update(chat.options)
-        merged.update(_options_dict(override))
+        merged.update(options_dict(override))
         try:
             return ChatOptions.model_validate(merged)
         except ValueError as exc:
@@ -299,7 +299,7 @@ class ChatSession:
         return Turn(self, chat, user_message, opts, cancel or CancelToken())
 
 
-def _options_dict(options: dict[str, Any] | ChatOptions | None) -> dict[str, Any]:
+def options_dict(options: dict[str, Any] | ChatOptions | None) -> dict[str, Any]:
     if options is None:
         return {}
     if isinstance(options, ChatOptions):

@@ -40,6 +40,14 @@ ACTIONS: tuple[Action, ...] = (
         "open_bench", "f9", "Benchmarks", "Benchmarks", "Stored benchmark runs: speed and quality of each model variant"
     ),
     Action(
+        "chat_settings",
+        "ctrl+s",
+        "Settings",
+        "Chat settings",
+        "This chat's model, system prompt, temperature, top-p, max tokens and seed; presets from config.toml",
+        show=False,
+    ),
+    Action(
         "search",
         "ctrl+f",
         "Search",

@@ -34,7 +34,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, get_current_wo
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
 from . import actions
-from .backend import Backend, ChatSummary, EngineFactory, SearchResult
+from .backend import Backend, ChatSetup, ChatSummary, EngineFactory, SearchResult
 from .messages import ChatCreated, ChatOpened, ChatsListed, ModelLoaded, Settle
 from .pacing import GcFreeze, stream_cpu_share
 from .widgets.conversation import Conversation
@@ -443,6 +443,10 @@ class AssistantApp(App[None]):
     def on_chat_opened(self, message: ChatOpened) -> None:
         if self.chat is not None and message.chat.id == self.chat.id:
             self.query_one(ChatList).mark(message.chat.id)
+            wanted = message.chat.model_id
+            if wanted and wanted != self.model_id and message.model_installed and not self.generating:
+                self.notify(f"this chat uses {clean(wanted, one_line=True)}: loading it", markup=False)
+                self.load_model(wanted)  # a chat continues with its own model (as oterm and Jan do)
 
     def on_settle(self, message: Settle) -> None:
         # Every message posted before it has been handled (they bubble here in order); answer after the paint.
@@ -461,6 +465,42 @@ class AssistantApp(App[None]):
             return
         self.conversation.open_chat(chat, at_message)
         self._refresh_title()
+
+    def action_chat_settings(self) -> None:
+        if self.generating:
+            self.notify("Stop the reply first (Esc).", severity="warning")
+            return
+        chat = self.chat
+        self._read_chat_setup(None if chat is None or isinstance(chat.id, str) else chat.id)
+
+    @work(thread=True, exit_on_error=False, group="settings")
+    def _read_chat_setup(self, chat_id: int | None) -> None:
+        pending = self.conversation.pending_setup
+        setup = pending if chat_id is None and pending is not None else self.backend.chat_setup(chat_id)
+        if chat_id is None and self.model_id:
+            setup.model_id = self.model_id  # a new chat starts with the model in use
+        models = self.backend.installed_llms()
+        self.call_from_thread(self._show_chat_setup, chat_id, setup, models)
+
+    def _show_chat_setup(self, chat_id: int | None, setup: ChatSetup, models: list[str]) -> None:
+        from .screens.chat_settings import ChatSettingsDialog
+
+        def saved(result: ChatSetup | None) -> None:
+            if result is None:
+                return
+            if chat_id is None:
+                self.conversation.pending_setup = result  # the chat the next message starts takes them
+            else:
+                self._save_chat_setup(chat_id, result)
+            if result.model_id and result.model_id != self.model_id and not self.generating:
+                self.load_model(result.model_id)
+
+        self.push_screen(ChatSettingsDialog(setup, models, self.settings.chat.presets), saved)
+
+    @work(thread=True, exit_on_error=False, group="db")
+    def _save_chat_setup(self, chat_id: int, setup: ChatSetup) -> None:
+        self.backend.save_chat_setup(chat_id, setup)
+        self.call_from_thread(self.notify, "chat settings saved")
 
     def action_search(self) -> None:
         from .screens.search import SearchChats

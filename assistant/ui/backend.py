@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..chat import CancelToken, ChatEngine, Chunk
@@ -42,6 +42,16 @@ class StoredTurn:
     partial: bool = False
     notice: str | None = None
     message_id: int | None = None  # its row in the history (a search hit opens the chat at it)
+
+
+@dataclass
+class ChatSetup:
+    """A chat's own settings (the chat settings dialog): its model, system prompt and sampling options
+    (only those it sets; the rest come from config.toml's [chat])."""
+
+    model_id: str | None
+    system_prompt: str
+    options: dict[str, Any]
 
 
 @dataclass
@@ -118,10 +128,36 @@ class Backend:
         ]
         return _summary(chat), turns
 
-    def create_chat(self, first_message: str, model_id: str) -> ChatSummary:
+    def create_chat(self, first_message: str, model_id: str, setup: ChatSetup | None = None) -> ChatSummary:
+        """A new chat titled from its first message, with ``setup``'s system prompt and options when the
+        user set them before sending (else config.toml's)."""
         from ..history import title_from
 
-        return _summary(self.session.new_chat(model_id=model_id, title=title_from(first_message)))
+        title = title_from(first_message)
+        if setup is None:
+            return _summary(self.session.new_chat(model_id=model_id, title=title))
+        chat = self.session.new_chat(
+            model_id=model_id, system_prompt=setup.system_prompt, options=setup.options, title=title
+        )
+        return _summary(chat)
+
+    def chat_setup(self, chat_id: int | str | None) -> ChatSetup:
+        """The stored chat's settings, or a new chat's defaults (config.toml's [chat])."""
+        if chat_id is None or isinstance(chat_id, str):
+            return ChatSetup(self.settings.models.chat, self.settings.chat.system_prompt, {})
+        chat = self.session.history.get_chat(int(chat_id))
+        return ChatSetup(chat.model_id, chat.system_prompt, dict(chat.options))
+
+    def save_chat_setup(self, chat_id: int | str, setup: ChatSetup) -> None:
+        """Store the chat's settings; its next reply uses them (the history keeps them for when it is reopened)."""
+        from ..session import options_dict
+
+        self.session.history.update_chat(
+            int(chat_id),
+            model_id=setup.model_id,
+            system_prompt=setup.system_prompt,
+            options=options_dict(setup.options),  # validated: a bad value is one line, nothing stored
+        )
 
     def keep_unsent(self, chat_id: int | str | None, text: str, model_id: str | None) -> None:
         """Store a message that never reached a model (the app quit while it waited for one), in its chat

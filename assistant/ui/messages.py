@@ -28,11 +28,14 @@ class ChatsListed(Message):
 class ChatOpened(Message):
     """A chat's messages were read; the view can show them."""
 
-    def __init__(self, chat: ChatSummary, turns: list[StoredTurn], context_used: int | None) -> None:
+    def __init__(
+        self, chat: ChatSummary, turns: list[StoredTurn], context_used: int | None, model_installed: bool = False
+    ) -> None:
         super().__init__()
         self.chat = chat
         self.turns = turns
         self.context_used = context_used
+        self.model_installed = model_installed  # the chat's own model can be loaded (the app switches to it)
 
 
 class ChatCreated(Message):

@@ -35,6 +35,7 @@ class ScriptedEngine:
         self._context_size = context_size
         self.scripts: list[Script] = []
         self.seen: list[list[Message]] = []
+        self.options_seen: list[ChatOptions] = []
         self.holding = threading.Event()  # set while a held reply waits for cancel
         self.closed = False
 
@@ -52,6 +53,7 @@ class ScriptedEngine:
         self, messages: list[Message], options: ChatOptions, cancel: CancelToken | None = None
     ) -> Iterator[Chunk]:
         self.seen.append(list(messages))
+        self.options_seen.append(options)
         script = self.scripts.pop(0) if self.scripts else Script(["(no reply scripted)"])
         for notice in script.notices:
             yield Chunk(notice=notice)

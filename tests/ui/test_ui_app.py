@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from textual.widgets import Button, DataTable, Input, Label, Markdown, OptionList, ProgressBar
+from textual.widgets import Button, DataTable, Input, Label, Markdown, OptionList, ProgressBar, Select, TextArea
 from textual.widgets._footer import FooterKey
 
 from assistant import config
@@ -256,6 +256,65 @@ async def test_search_finds_a_word_from_an_old_chat_and_opens_it_at_the_message(
         await pilot.press("escape")
         assert not isinstance(app.screen, SearchChats) and app.chat is not None and app.chat.id == old.id
     assert found.id is not None
+
+
+async def test_chat_settings_from_a_preset_are_used_and_survive_a_restart(engine: ScriptedEngine) -> None:
+    from assistant.ui.screens.chat_settings import ChatSettingsDialog
+
+    engine.enqueue("Paris.")
+    app = make_app(engine)
+    async with app.run_test(size=(40, 20)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+s")  # before the first message: the settings the new chat starts with
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatSettingsDialog), "the settings dialog")
+        dialog = app.screen
+        dialog.query_one("#settings-preset", Select).value = "concise"
+        await wait_until(pilot, lambda: dialog.query_one("#settings-temperature", Input).value == "0.3", "the preset")
+        dialog.query_one("#settings-seed", Input).value = "not a number"
+        dialog.query_one("#settings-save", Button).press()
+        error = dialog.query_one("#settings-error", Label)
+        await wait_until(pilot, lambda: str(error.content).startswith("seed: "), "the refusal")
+        assert app.screen is dialog  # a bad value keeps the dialog open, nothing stored
+        dialog.query_one("#settings-seed", Input).value = "7"
+        dialog.query_one("#settings-save", Button).press()
+        await wait_until(pilot, lambda: not isinstance(app.screen, ChatSettingsDialog), "the dialog to close")
+        await send(pilot, "Capital of France?")
+        await finished(pilot)
+        system = engine.seen[0][0]
+        assert system.role == "system" and system.content.startswith("Answer in one or two sentences.")
+        assert engine.options_seen[0].temperature == 0.3 and engine.options_seen[0].seed == 7
+    again = make_app(ScriptedEngine())
+    async with again.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await wait_until(pilot, lambda: bool(again.chats), "the chat list")
+        again.open_chat(again.chats[0])
+        await wait_until(pilot, lambda: bool(again.query(ReplyTurn)), "the chat to open")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(again.screen, ChatSettingsDialog), "the settings dialog")
+        dialog = again.screen
+        assert dialog.query_one("#settings-system", TextArea).text.startswith("Answer in one or two sentences.")
+        assert [dialog.query_one(f"#settings-{k}", Input).value for k in ("temperature", "seed", "top_p")] == [
+            "0.3",
+            "7",
+            "",  # not set by the chat: config.toml's value applies
+        ]
+        await pilot.press("escape")
+
+
+async def test_a_reopened_chat_continues_with_its_own_model() -> None:
+    register_fake_model()
+    register_fake_model("gemma3-270m:q4_k_m")
+    history = History()
+    chat = history.create_chat(title="poems", model_id="gemma3-270m:q4_k_m")
+    history.add_message(chat.id, "user", "a haiku please")
+    history.close()
+    app = AssistantApp(engine_factory=lambda model_id: ScriptedEngine(model_id))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert app.model_id == FAKE_MODEL
+        await wait_until(pilot, lambda: bool(app.chats), "the chat list")
+        app.open_chat(app.chats[0])
+        await wait_until(pilot, lambda: app.model_id == "gemma3-270m:q4_k_m" and app.engine is not None, "the switch")
 
 
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:

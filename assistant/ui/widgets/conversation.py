@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ...chat import CancelToken, ChatEngine
     from ...config import Settings
     from ...tts import Speaker
-    from ..backend import Backend, ChatSummary
+    from ..backend import Backend, ChatSetup, ChatSummary
 
 # Before a reply starts, the worker waits this long at most for the UI to paint the new turn (see Settle).
 SETTLE_TIMEOUT = 0.5
@@ -106,6 +106,7 @@ class Conversation(Vertical):
         self._said_no_tts = False
         self._speed_shown = 0.0
         self._at_message: int | None = None  # the message a search hit opens the chat at
+        self.pending_setup: ChatSetup | None = None  # chat settings set before a new chat's first message
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -176,6 +177,7 @@ class Conversation(Vertical):
 
     async def new_chat(self) -> None:
         self.chat = None
+        self.pending_setup = None
         self._notices_shown.clear()
         await self.chat_log.clear()
         self.context_used = None
@@ -186,8 +188,9 @@ class Conversation(Vertical):
         backend, engine = self.host.backend, self.host.engine
         summary, turns = backend.open_chat(chat.id)
         used = backend.count_context(chat.id, engine) if engine is not None else None
+        installed = summary.model_id is not None and summary.model_id in backend.installed_llms()
         if not get_current_worker().is_cancelled:
-            self.post_message(ChatOpened(summary, turns, used))
+            self.post_message(ChatOpened(summary, turns, used, installed))
 
     async def on_chat_opened(self, message: ChatOpened) -> None:
         if self.chat is None or message.chat.id != self.chat.id:
@@ -328,7 +331,8 @@ class Conversation(Vertical):
     def _generate(self, engine: ChatEngine, chat: ChatSummary | None, text: str, cancel: CancelToken) -> None:
         backend = self.host.backend
         if chat is None:
-            chat = backend.create_chat(text, engine.model_id)
+            chat = backend.create_chat(text, engine.model_id, self.pending_setup)
+            self.pending_setup = None
             self.post_message(ChatCreated(chat))
         # The new turn (and a new chat's sidebar row) is laid out and painted before the reply starts, so
         # that work does not compete with generation for the CPU; it costs the reply a few milliseconds.
