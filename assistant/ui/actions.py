@@ -53,6 +53,7 @@ ACTIONS: tuple[Action, ...] = (
         "Search",
         "Search chats",
         "Find a chat by its title or any words of its messages; Enter opens it at the message",
+        show=False,
     ),
     Action("rename_chat", "ctrl+r", "Rename", "Rename chat", "Give this chat a new title", show=False),
     Action("delete_chat", "f8", "Delete chat", "Delete chat", "Delete this chat and its messages", show=False),
@@ -62,6 +63,7 @@ ACTIONS: tuple[Action, ...] = (
         "Attach",
         "Attach a file",
         "Put a text file in the message as a fenced block (or type /attach PATH); too large for the context: refused",
+        show=False,
     ),
     Action(
         "export_chat",
