@@ -124,3 +124,40 @@ def test_bench_new_run_dialog(snap_compare: Snap, size: tuple[int, int]) -> None
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_search_screen_with_a_hit(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Ctrl+F and a word from one of the chats: its title and the text around the match."""
+    from textual.widgets import OptionList
+
+    from assistant.ui.screens.search import SearchChats
+
+    app = chat_app()
+
+    async def run_before(pilot: Any) -> None:
+        await wait_until(pilot, lambda: app.engine is not None, "the model")
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchChats), "the search screen")
+        await pilot.press(*"hike")
+        hits = app.screen.query_one("#search-hits", OptionList)
+        await wait_until(pilot, lambda: hits.option_count == 1, "the hit")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_chat_settings_dialog(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Ctrl+S on a new chat: the model in use, config.toml's system prompt, the settings left to config."""
+    from assistant.ui.screens.chat_settings import ChatSettingsDialog
+
+    app = chat_app()
+
+    async def run_before(pilot: Any) -> None:
+        await wait_until(pilot, lambda: app.engine is not None, "the model")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChatSettingsDialog), "the settings dialog")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
