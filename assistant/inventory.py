@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from . import fit
 
 if TYPE_CHECKING:
+    from .catalog import Variant
+    from .config import Settings
     from .store import Installed, Store
 
 UNREADABLE = "unreadable"  # an LLM whose header is neither cached nor readable: listed, and said to be unusable
@@ -91,3 +93,67 @@ def _read_header(item: Installed) -> dict[str, Any] | None:
         return gguf.read(item.path).summary()
     except Exception:  # missing, truncated or not a GGUF at all: the row says so instead of failing the list
         return None
+
+
+def listing(
+    settings: Settings, n_ctx: int, *, show_all: bool = False, only_installed: bool = False
+) -> list[dict[str, Any]]:
+    """What ``models list`` and the TUI's catalog screen show: the installed models (``installed``) and then
+    what the catalog offers, one dict per row (id, kind, status installed / missing / available, default,
+    quant, size_bytes, estimate_bytes, fit, source, path). Not installed: one variant per family none of
+    whose variants is installed, or with ``show_all`` every variant."""
+    from . import catalog
+
+    defaults = {settings.models.chat, settings.models.speech}
+    rows: list[dict[str, Any]] = []
+    for fitted in installed(n_ctx, settings.runtime.batch_size):
+        item = fitted.item
+        rows.append(
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "status": "installed" if item.present else "missing",
+                "default": item.id in defaults,
+                "quant": fitted.quant,
+                "size_bytes": item.size_bytes,
+                "estimate_bytes": fitted.need_bytes,
+                "fit": fitted.verdict,
+                "source": item.source,
+                "path": str(item.path),
+            }
+        )
+    if only_installed:
+        return rows
+    cat = catalog.default()
+    have = {row["id"] for row in rows}
+    families_with_install = {i.split(":")[0] for i in have}
+    first_of_family: dict[str, str] = {}
+    for variant in cat.variants.values():
+        first_of_family.setdefault(variant.family, variant.id)
+    for variant in cat.variants.values():
+        if variant.id in have:
+            continue
+        if not show_all and (variant.family in families_with_install or first_of_family[variant.family] != variant.id):
+            continue
+        estimate, verdict = _fit_for_variant(variant)
+        rows.append(
+            {
+                "id": variant.id,
+                "kind": variant.kind,
+                "status": "available",
+                "default": variant.id in defaults,
+                "quant": variant.quant,
+                "size_bytes": variant.size,
+                "estimate_bytes": estimate if variant.size else None,
+                "fit": verdict,
+                "source": variant.entry.sources[0].describe(),
+                "path": None,
+            }
+        )
+    return rows
+
+
+def _fit_for_variant(variant: Variant) -> tuple[int, str]:
+    """A catalog variant's memory need, from its download size (its header is not here yet), and the verdict."""
+    estimate = fit.estimate_from_size(variant.size or 0, variant.kind)
+    return estimate.total, (fit.verdict(estimate.total) if variant.size else "unknown")

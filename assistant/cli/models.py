@@ -12,7 +12,6 @@ from ._common import emit_json, human_size, stdout_console
 from .root import cli
 
 if TYPE_CHECKING:
-    from ..catalog import Variant
     from ..store import Installed
 
 
@@ -27,13 +26,6 @@ def _context(ctx_size: int | None) -> int:
     return ctx_size or config.load().runtime.context_size
 
 
-def _fit_for_variant(variant: Variant) -> tuple[Any, str]:
-    from .. import fit
-
-    estimate = fit.estimate_from_size(variant.size or 0, variant.kind)
-    return estimate, (fit.verdict(estimate.total) if variant.size else "unknown")
-
-
 @models_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Also list every catalog variant not installed.")
 @click.option("--installed", "only_installed", is_flag=True, help="Only installed models.")
@@ -41,54 +33,11 @@ def _fit_for_variant(variant: Variant) -> tuple[Any, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_models(show_all: bool, only_installed: bool, ctx_size: int | None, as_json: bool) -> None:
     """Installed models and what the catalog offers, with size, quant and memory fit."""
-    from .. import catalog, config, inventory
+    from .. import config, inventory
 
     settings = config.load()
     n_ctx = ctx_size or settings.runtime.context_size
-    defaults = {settings.models.chat, settings.models.speech}
-    cat = catalog.default()
-    rows: list[dict[str, Any]] = []
-    installed: set[str] = set()
-    for fitted in inventory.installed(n_ctx, settings.runtime.batch_size):
-        item = fitted.item
-        installed.add(item.id)
-        rows.append(
-            {
-                "id": item.id,
-                "kind": item.kind,
-                "status": "installed" if item.present else "missing",
-                "default": item.id in defaults,
-                "quant": fitted.quant,
-                "size_bytes": item.size_bytes,
-                "estimate_bytes": fitted.need_bytes,
-                "fit": fitted.verdict,
-                "source": item.source,
-                "path": str(item.path),
-            }
-        )
-    if not only_installed:
-        families_with_install = {i.split(":")[0] for i in installed}
-        for variant in cat.variants.values():
-            if variant.id in installed:
-                continue
-            # by default show one line per family not yet installed (its first variant); --all shows all
-            if not show_all and (variant.family in families_with_install or not _first_of_family(cat, variant)):
-                continue
-            estimate, verdict = _fit_for_variant(variant)
-            rows.append(
-                {
-                    "id": variant.id,
-                    "kind": variant.kind,
-                    "status": "available",
-                    "default": variant.id in defaults,
-                    "quant": variant.quant,
-                    "size_bytes": variant.size,
-                    "estimate_bytes": estimate.total if variant.size else None,
-                    "fit": verdict,
-                    "source": variant.entry.sources[0].describe(),
-                    "path": None,
-                }
-            )
+    rows = inventory.listing(settings, n_ctx, show_all=show_all, only_installed=only_installed)
     if as_json:
         emit_json({"context": n_ctx, "models": rows})
         return
@@ -113,10 +62,6 @@ def list_models(show_all: bool, only_installed: bool, ctx_size: int | None, as_j
     console = stdout_console()
     console.print(table)
     console.print(f"[dim]fit at {n_ctx}-token context; * = default. 'assistant models pull ID' to get one.[/]")
-
-
-def _first_of_family(cat: Any, variant: Variant) -> bool:
-    return next(v for v in cat.variants.values() if v.family == variant.family) is variant
 
 
 @models_group.command("info")

@@ -28,6 +28,14 @@ ACTIONS: tuple[Action, ...] = (
     Action("toggle_sidebar", "ctrl+b", "Chats", "Toggle chat list", "Show or hide the sidebar of chats"),
     Action("pick_model", "ctrl+o", "Model", "Choose model", "Installed models with size, quantization and memory fit"),
     Action(
+        "catalog",
+        "ctrl+g",
+        "Get models",
+        "Download models",
+        "The catalog with size, quant, memory fit and what is installed; Enter downloads, Esc stops (resumable)",
+        show=False,
+    ),
+    Action(
         "dictate",
         "ctrl+t",
         "Dictate",

@@ -420,6 +420,15 @@ class AssistantApp(App[None]):
 
         self.push_screen(ModelPicker(self.model_id, runtime.context_size, runtime.batch_size), self._model_picked)
 
+    def action_catalog(self) -> None:
+        from .screens.catalog import CatalogScreen
+
+        def closed(installed: bool | None) -> None:
+            if installed:
+                self.notify("downloaded: Ctrl+O chooses the chat model")
+
+        self.push_screen(CatalogScreen(), closed)
+
     def _model_picked(self, model_id: str | None) -> None:
         if model_id and model_id != self.model_id and not self.generating:
             self.load_model(model_id)

@@ -317,6 +317,59 @@ async def test_a_reopened_chat_continues_with_its_own_model() -> None:
         await wait_until(pilot, lambda: app.model_id == "gemma3-270m:q4_k_m" and app.engine is not None, "the switch")
 
 
+async def test_catalog_screen_pulls_from_a_local_hub_and_escape_stops_then_resumes(
+    engine: ScriptedEngine, tmp_path: Path
+) -> None:
+    """Ctrl+G lists the catalog; Enter pulls the highlighted variant from a local HF-compatible server with
+    progress; Esc stops it (the part fetched is kept) and Enter resumes it from there."""
+    from assistant import catalog, paths
+    from assistant.store import Store
+    from assistant.ui.screens.catalog import CatalogScreen
+
+    from helpers.hf_server import HubServer
+    from helpers.pull import SMOL_SIZE, hub_catalog, make_hub_root, partial_files, write_user_catalog
+
+    home = paths.home()
+    assert home is not None
+    write_user_catalog(home, hub_catalog())
+    catalog.default.cache_clear()
+    with HubServer(make_hub_root(tmp_path / "hub")) as hub:
+        paths.ensure(paths.config_dir())
+        (paths.config_dir() / "config.toml").write_text(f'[models]\nhub_endpoint = "{hub.url}"\n')
+        hub.throttle = 8 << 20  # 8 MiB/s: the 98 MB file takes long enough to stop half-way
+        app = make_app(engine)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(pilot)
+            await pilot.press("ctrl+g")
+            await wait_until(pilot, lambda: isinstance(app.screen, CatalogScreen), "the catalog screen")
+            screen = app.screen
+            assert isinstance(screen, CatalogScreen)
+            table = screen.query_one("#catalog-table", DataTable)
+            await wait_until(pilot, lambda: "smol-hub:q4_1" in screen.rows, "the catalog listed")
+            row = table.get_row_index("smol-hub:q4_1")
+            assert [str(c) for c in table.get_row_at(row)][:2] == ["smol-hub:q4_1", "llm"]
+            table.move_cursor(row=row)
+            await pilot.press("enter")
+            bar = screen.query_one("#catalog-progress", ProgressBar)
+            await wait_until(pilot, lambda: (bar.progress or 0) > 8 << 20, "some progress", timeout=60)
+            await pilot.press("escape")  # stops the download, keeps the screen
+            status = screen.query_one("#catalog-status", Label)
+            await wait_until(pilot, lambda: "Enter resumes it" in str(status.content), "the stop", timeout=30)
+            assert isinstance(app.screen, CatalogScreen) and partial_files(home)  # what was fetched is kept
+            hub.throttle = None
+            hub.reset()
+            await pilot.press("enter")
+            await wait_until(pilot, lambda: "installed smol-hub:q4_1" in str(status.content), "the pull", timeout=60)
+            assert any(r.range for r in hub.gets())  # it resumed from the kept part
+            store = Store()
+            item = store.get("smol-hub:q4_1")
+            store.conn.close()
+            assert item is not None and item.size_bytes == SMOL_SIZE and partial_files(home) == []
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: not isinstance(app.screen, CatalogScreen), "the screen to close")
+    catalog.default.cache_clear()
+
+
 async def test_ctrl_n_starts_a_new_chat(engine: ScriptedEngine) -> None:
     engine.enqueue("first answer")
     engine.enqueue("second answer")
