@@ -248,3 +248,22 @@ async def test_dictated_words_and_states_show_without_control_codes_or_markup(en
         assert "maybe" in shown(text) and not any(c in shown(text) for c in CONTROL), repr(shown(text))
         assert shown(panel.query_one("#voice-state")) == "[/]listening [link=https://example.com]x[/link]"
     assert app.return_code in (None, 0)
+
+
+async def test_hostile_titles_and_messages_in_search_hits_show_as_written(engine: ScriptedEngine) -> None:
+    from textual.widgets import OptionList
+
+    from assistant.ui.screens.search import SearchChats
+
+    make_chat(MARKUP[0], f"needle {MARKUP[1]} {CODES}")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+f")
+        await wait_until(pilot, lambda: isinstance(app.screen, SearchChats), "the search screen")
+        await pilot.press(*"needle")
+        hits = app.screen.query_one("#search-hits", OptionList)
+        await wait_until(pilot, lambda: hits.option_count == 1, "the hit")
+        line = str(hits.get_option_at_index(0).prompt)
+        assert line.startswith(MARKUP[0]) and "[link=https://example.com]click me[/link]" in line
+        assert not any(code in line for code in CONTROL)

@@ -20,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, TextArea
 
 from ...config import Preset
-from ...untrusted import clean
+from ...untrusted import clean, plain
 from ..backend import ChatSetup
 
 FIELDS = ("temperature", "top_p", "max_tokens", "seed")
@@ -41,10 +41,11 @@ class ChatSettingsDialog(ModalScreen[ChatSetup | None]):
         with VerticalScroll(classes="dialog", id="chat-settings"):
             yield Label("Chat settings", classes="dialog-title")
             yield Label("Preset")
-            preset_options = [(clean(name, one_line=True), name) for name in self.presets]
+            # names from config.toml and model ids from the store are data: plain Text, never markup
+            preset_options = [(plain(name, one_line=True), name) for name in self.presets]
             yield Select(preset_options, prompt=NO_PRESET, id="settings-preset", allow_blank=True)
             yield Label("Model")
-            model_options = [(clean(m, one_line=True), m) for m in self.models]
+            model_options = [(plain(m, one_line=True), m) for m in self.models]
             yield Select(model_options, value=setup.model_id or Select.BLANK, id="settings-model", allow_blank=False)
             yield Label("System prompt")
             yield TextArea(setup.system_prompt, id="settings-system", soft_wrap=True, compact=True)
