@@ -61,7 +61,7 @@ TG_TOKENS = 128
 PP_BATCH = 512  # llama-bench's default n_ubatch (its n_batch is 2048, which changes nothing for 512 tokens)
 QUALITY_CHUNK = 512
 QUICK_CHUNKS = 2  # --quick: this many 512-token windows, spread evenly over the text
-QUICK_PER_FAMILY = 12  # --quick: items per task family (the intervals shown widen accordingly)
+QUICK_PER_FAMILY = 10  # --quick: items per task family (the intervals shown widen accordingly)
 # Logits for every position cost batch x vocabulary floats (Gemma's 262k vocabulary: 128 MiB at 128 rows),
 # so the evaluation pass decodes in batches this size; rows are compared in slices of ROW_SLICE.
 EVAL_BATCH = 128

@@ -12,8 +12,9 @@ reference by the budget. A variant is rejected when
 A reference is always eligible (it is what the others are measured against). Equal PER goes to the smaller
 peak memory. A PER that is not significantly below the best one (``per.compare``: the ratio of the two PERs,
 whose interval the shared reference's noise does not widen, reaches 1) ties with it, and of the tied
-variants the most faithful is chosen (the lowest KLD, or without one the highest accuracy): two runs on a
-busy machine reorder speeds within their noise, and the verdict is not left to that noise. Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
+variants the most faithful is chosen (the lowest KLD, or without one the highest accuracy): speeds that
+differ within their measured noise do not decide the verdict. (The noise measured is a run's own: its
+repetitions run back to back, so a machine whose load drifts between runs can still move the verdict.) Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
 carry no paired per-item results, "significantly worse" there means the WER intervals do not overlap.
 
 Every line built here is plain text holding model ids (untrusted): render it through ``untrusted.plain``.

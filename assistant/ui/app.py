@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import inspect
-import re
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -33,8 +32,8 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, get_current_wo
 
 from ..errors import AssistantError
 from ..untrusted import clean, escape_content
-from . import actions
-from .backend import Backend, ChatSetup, ChatSummary, EngineFactory, SearchResult
+from . import actions, chat_tools
+from .backend import Backend, ChatSummary, EngineFactory
 from .messages import ChatCreated, ChatOpened, ChatsListed, ModelLoaded, Settle
 from .pacing import GcFreeze, stream_cpu_share
 from .widgets.conversation import Conversation
@@ -61,12 +60,6 @@ FIRST_FRAME_WAIT = 0.3
 FRAME = 0.02
 # On quit, how long to let a cancelled reply store itself (it stops after the current token).
 QUIT_WAIT = 5.0
-
-
-def _file_stem(title: str) -> str:
-    """A chat title as a file name: its letters and digits, words joined by dashes, at most 40 characters."""
-    words = re.findall(r"\w+", title.lower())
-    return "-".join(words)[:40].strip("-")
 
 
 def _main_screen_only(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -319,15 +312,21 @@ class AssistantApp(App[None]):
     def action_dictate(self) -> None:
         self.conversation.dictate()
 
+    # Chat tools (their dialogs and workers live in ``chat_tools``).
     def action_attach(self) -> None:
-        from .screens.dialogs import AskPath
+        chat_tools.attach(self)
 
-        def chosen(path: str | None) -> None:
-            if path:
-                self.conversation.attach(Path(path))
+    def action_export_chat(self) -> None:
+        chat_tools.export_chat(self)
 
-        help = "Enter: attach (text files; the content goes in the message)  ·  Esc: cancel"
-        self.push_screen(AskPath("Attach a text file", f"{Path.cwd()}/", help, "attach-input"), chosen)
+    def action_chat_settings(self) -> None:
+        chat_tools.chat_settings(self)
+
+    def action_search(self) -> None:
+        chat_tools.search(self)
+
+    def action_catalog(self) -> None:
+        chat_tools.catalog(self)
 
     def action_copy_reply(self) -> None:
         self.conversation.copy_reply()
@@ -420,15 +419,6 @@ class AssistantApp(App[None]):
 
         self.push_screen(ModelPicker(self.model_id, runtime.context_size, runtime.batch_size), self._model_picked)
 
-    def action_catalog(self) -> None:
-        from .screens.catalog import CatalogScreen
-
-        def closed(installed: bool | None) -> None:
-            if installed:
-                self.notify("downloaded: Ctrl+O chooses the chat model")
-
-        self.push_screen(CatalogScreen(), closed)
-
     def _model_picked(self, model_id: str | None) -> None:
         if model_id and model_id != self.model_id and not self.generating:
             self.load_model(model_id)
@@ -475,51 +465,6 @@ class AssistantApp(App[None]):
         self.conversation.open_chat(chat, at_message)
         self._refresh_title()
 
-    def action_chat_settings(self) -> None:
-        if self.generating:
-            self.notify("Stop the reply first (Esc).", severity="warning")
-            return
-        chat = self.chat
-        self._read_chat_setup(None if chat is None or isinstance(chat.id, str) else chat.id)
-
-    @work(thread=True, exit_on_error=False, group="settings")
-    def _read_chat_setup(self, chat_id: int | None) -> None:
-        pending = self.conversation.pending_setup
-        setup = pending if chat_id is None and pending is not None else self.backend.chat_setup(chat_id)
-        if chat_id is None and self.model_id:
-            setup.model_id = self.model_id  # a new chat starts with the model in use
-        models = self.backend.installed_llms()
-        self.call_from_thread(self._show_chat_setup, chat_id, setup, models)
-
-    def _show_chat_setup(self, chat_id: int | None, setup: ChatSetup, models: list[str]) -> None:
-        from .screens.chat_settings import ChatSettingsDialog
-
-        def saved(result: ChatSetup | None) -> None:
-            if result is None:
-                return
-            if chat_id is None:
-                self.conversation.pending_setup = result  # the chat the next message starts takes them
-            else:
-                self._save_chat_setup(chat_id, result)
-            if result.model_id and result.model_id != self.model_id and not self.generating:
-                self.load_model(result.model_id)
-
-        self.push_screen(ChatSettingsDialog(setup, models, self.settings.chat.presets), saved)
-
-    @work(thread=True, exit_on_error=False, group="db")
-    def _save_chat_setup(self, chat_id: int, setup: ChatSetup) -> None:
-        self.backend.save_chat_setup(chat_id, setup)
-        self.call_from_thread(self.notify, "chat settings saved")
-
-    def action_search(self) -> None:
-        from .screens.search import SearchChats
-
-        def chosen(hit: SearchResult | None) -> None:
-            if hit is not None:
-                self.open_chat(hit.chat, hit.message_id)
-
-        self.push_screen(SearchChats(self.backend), chosen)
-
     async def action_new_chat(self) -> None:
         if self.generating:
             self.notify("Stop the reply first (Esc).", severity="warning")
@@ -563,28 +508,6 @@ class AssistantApp(App[None]):
         from .screens.dialogs import Confirm
 
         self.push_screen(Confirm(f"Delete “{clean(chat.title, one_line=True)}”?"), confirmed)
-
-    def action_export_chat(self) -> None:
-        chat = self.chat
-        if chat is None or isinstance(chat.id, str):
-            self.notify("nothing to export yet: this chat has no messages", severity="warning")
-            return
-        from .. import paths
-        from .screens.dialogs import AskPath
-
-        default = paths.documents_dir() / f"{_file_stem(chat.title) or 'chat'}-{chat.id}.md"
-
-        def chosen(target: str | None) -> None:
-            if target:
-                self._export(chat.id, Path(target))
-
-        help = "Enter: write (.md Markdown, .json JSON)  ·  Esc: cancel"
-        self.push_screen(AskPath("Export chat", str(default), help, "export-input"), chosen)
-
-    @work(thread=True, exit_on_error=False, group="db")
-    def _export(self, chat_id: int | str, target: Path) -> None:
-        written = self.backend.export_chat(chat_id, target)
-        self.call_from_thread(self.notify, f"exported to {clean(str(written), one_line=True)}", markup=False)
 
     @work(thread=True, exit_on_error=False, group="db")
     def _delete(self, chat_id: int | str) -> None:
