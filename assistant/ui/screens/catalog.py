@@ -8,7 +8,6 @@ The listing and the pull run in thread workers; the pull's progress is throttled
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, ClassVar
 
 from textual import on, work
@@ -18,13 +17,13 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label, ProgressBar
-from textual.worker import Worker, get_current_worker
+from textual.worker import Worker
 
 from ...units import human_size
 from ...untrusted import clean, plain
 from ..messages import DownloadProgressed
 from ..workers import report_failure
-from .first_run import PROGRESS_INTERVAL
+from .first_run import throttled
 
 HELP = "Enter: download  ·  Esc: close"
 HELP_PULLING = "Esc: stop (what is fetched is kept; Enter resumes)"
@@ -117,19 +116,7 @@ class CatalogScreen(ModalScreen[bool]):
     def _pull(self, model_id: str) -> None:
         from ... import download
 
-        worker = get_current_worker()
-        last = 0.0
-
-        def on_progress(done: int, total: int | None, label: str) -> None:
-            nonlocal last
-            if worker.is_cancelled:
-                self._cancel.set()
-            now = time.monotonic()
-            if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
-                last = now
-                self.post_message(DownloadProgressed(done, total, label))
-
-        download.pull(model_id, on_progress=on_progress, cancel=self._cancel)
+        download.pull(model_id, on_progress=throttled(self.post_message, self._cancel), cancel=self._cancel)
         self.post_message(Pulled(model_id))
 
     def on_download_progressed(self, message: DownloadProgressed) -> None:

@@ -29,6 +29,24 @@ StarterPuller = Callable[[ProgressCallback, threading.Event], list[Any]]
 PROGRESS_INTERVAL = 0.1  # seconds between progress messages: smooth enough, cheap for the event loop
 
 
+def throttled(post: Callable[[Any], object], cancel: threading.Event) -> ProgressCallback:
+    """A pull's progress callback, on the worker's thread: at most one ``DownloadProgressed`` per
+    ``PROGRESS_INTERVAL`` (and the last), and the pull's ``cancel`` set once the worker is cancelled."""
+    worker = get_current_worker()
+    last = 0.0
+
+    def on_progress(done: int, total: int | None, label: str) -> None:
+        nonlocal last
+        if worker.is_cancelled:
+            cancel.set()
+        now = time.monotonic()
+        if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
+            last = now
+            post(DownloadProgressed(done, total, label))
+
+    return on_progress
+
+
 def default_puller(on_progress: ProgressCallback, cancel: threading.Event) -> list[Any]:
     from ... import download
 
@@ -83,19 +101,7 @@ class FirstRunScreen(Screen[bool]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="download")
     def _pull(self) -> None:
-        worker = get_current_worker()
-        last = 0.0
-
-        def on_progress(done: int, total: int | None, label: str) -> None:
-            nonlocal last
-            if worker.is_cancelled:
-                self._cancel.set()
-            now = time.monotonic()
-            if now - last >= PROGRESS_INTERVAL or (total is not None and done >= total):
-                last = now
-                self.post_message(DownloadProgressed(done, total, label))
-
-        installed = self.puller(on_progress, self._cancel)
+        installed = self.puller(throttled(self.post_message, self._cancel), self._cancel)
         self.post_message(DownloadFinished(installed))
 
     def on_download_progressed(self, message: DownloadProgressed) -> None:
