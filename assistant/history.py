@@ -486,6 +486,11 @@ class History:
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     # -- export -----------------------------------------------------------------------------------
+    @staticmethod
+    def export_format(path: Path | None) -> str:
+        """The format a file name asks for: "json" for ``.json``, else "markdown" (also with no file)."""
+        return "json" if path is not None and path.suffix.lower() == ".json" else "markdown"
+
     def export(self, chat_id: int, fmt: str) -> str:
         """The chat as ``fmt``: "markdown" (``export_markdown``) or "json" (``export_json``)."""
         if fmt == "json":

@@ -280,6 +280,7 @@ def run(
     # References are measured first (their rows are cached for the others), the rows kept in the run's order.
     order = sorted(range(len(jobs)), key=lambda n: jobs[n].key not in ref_keys)
     with _scratch() as scratch:
+        caches = {j.key: _ref_cache(scratch, j, n) for n, j in enumerate(ref_jobs.values())}
         for n in order:
             job = jobs[n]
             ref = refs[job.target.family]
@@ -289,7 +290,7 @@ def run(
                 **job.options.to_json(),
                 "path": str(job.target.item.path),
                 "ref_path": None if job.key == ref_job.key or note else str(ref.item.path),
-                "ref_cache": None if note else _ref_cache(scratch, ref_job, list(ref_jobs.values())),
+                "ref_cache": None if note else caches[ref_job.key],
                 "ctx": _context(job.target, job.options),
             }
 
@@ -338,12 +339,12 @@ def _scratch() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=cache)  # mkdtemp: 0700
 
 
-def _ref_cache(scratch: str, ref_job: _Job, ref_jobs: list[_Job]) -> str | None:
-    """Where the reference's rows are kept for this row: only for a reference measured with the settings
-    a candidate loads it with (the default KV cache type and attention), so cached and loaded agree."""
+def _ref_cache(scratch: str, ref_job: _Job, n: int) -> str | None:
+    """Where the ``n``-th reference's rows are kept: only for a reference measured with the settings a
+    candidate loads it with (the default KV cache type and attention), so cached and loaded agree."""
     if ref_job.options.kv_type != "f16" or ref_job.options.flash_attn != "auto":
         return None
-    folder = Path(scratch) / f"ref{ref_jobs.index(ref_job)}"
+    folder = Path(scratch) / f"ref{n}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return str(folder)
 

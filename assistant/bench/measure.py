@@ -323,7 +323,6 @@ class _Generator:
         # holds of the previous item's prompt is kept, as the chat engine keeps a conversation's prefix.
         pos = min(shared_prefix(self.cached, tokens), len(tokens) - 1)
         m.trim(pos)
-        self.cached = tokens[:pos]
         for start in range(pos, len(tokens), m.n_batch):
             part = tokens[start : start + m.n_batch]
             m.decode(part, start, all_logits=False)

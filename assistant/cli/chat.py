@@ -337,8 +337,8 @@ def chats_export(chat_id: int, output: Path | None, fmt: str | None) -> None:
     """Export a chat as Markdown or JSON."""
     from .. import paths
 
-    fmt = fmt or ("json" if output is not None and output.suffix.lower() == ".json" else "markdown")
-    text = _history().export(chat_id, fmt)
+    history = _history()
+    text = history.export(chat_id, fmt or history.export_format(output))
     if output is None:  # piped, the export is the chat byte for byte; on a terminal, no escape codes act
         click.echo(clean(text) if sys.stdout.isatty() else text, nl=False)
         return

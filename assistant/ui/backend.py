@@ -133,11 +133,11 @@ class Backend:
         user set them before sending (else config.toml's)."""
         from ..history import title_from
 
-        title = title_from(first_message)
-        if setup is None:
-            return _summary(self.session.new_chat(model_id=model_id, title=title))
         chat = self.session.new_chat(
-            model_id=model_id, system_prompt=setup.system_prompt, options=setup.options, title=title
+            model_id=model_id,
+            system_prompt=setup.system_prompt if setup else None,
+            options=setup.options if setup else None,
+            title=title_from(first_message),
         )
         return _summary(chat)
 
@@ -181,8 +181,8 @@ class Backend:
         from .. import paths
 
         path = path.expanduser()
-        fmt = "json" if path.suffix.lower() == ".json" else "markdown"
-        paths.write_text_atomic(path, self.session.history.export(int(chat_id), fmt))
+        history = self.session.history
+        paths.write_text_atomic(path, history.export(int(chat_id), history.export_format(path)))
         return path
 
     def count_context(self, chat_id: int | str, engine: ChatEngine) -> int:
