@@ -1,20 +1,24 @@
 """Benchmark GGUF variants side by side: speed, memory, quality against a reference, task accuracy, PER,
 every figure with its 95 % interval, and a verdict.
 
-Each variant is measured in its own child process (``measure.py``), so its peak RSS is its own:
+Each variant is measured in child processes of its own (``measure.py``), so its peak RSS is its own: one
+for its quality and tasks, then one per speed repetition. The speed repetitions run in rounds, every
+variant once per round (A B C, then C B A, ...), so a load on the machine that changes over minutes falls
+on the variants of a round alike; each row keeps its per-round values (``rounds``) and ``per`` pairs its
+speed ratios with the reference's round by round:
 
 * **load_s**: map the weights and create the context (file already in the page cache after the first run).
 * **pp_tps / tg_tps**: llama-bench's pp512 and tg128, done the way llama-bench does them (random tokens;
   prompt in ``llama_decode`` batches of ``--batch`` (512, llama-bench's n_ubatch) with only the last logits
   requested; generation one token per decode with a synchronize after each; one warm-up of each; the KV
   cache cleared before every repetition), so the figures can be checked against ``llama-bench``
-  (``benchmarks/llama_bench_compare.py``). Mean ± sample standard deviation over the repetitions, and a
+  (``benchmarks/llama_bench_compare.py``). Mean ± sample standard deviation over the rounds, and a
   t interval (``stats.mean_interval``).
 * **ttft_ms**: a fixed ~50-token prompt (52 for SmolLM2) evaluated from an empty cache, up to the first token
   picked.
-* **peak_rss_mb**: peak RSS (VmHWM, MiB) after the speed tests, before anything else is loaded, shown next to
-  the ``fit.estimate_llm`` estimate for the same context.
-* **quality** (vs the reference, after RSS is recorded; the reference's row is measured first and leaves
+* **peak_rss_mb**: peak RSS (VmHWM, MiB) of a speed round's process (the median over rounds), shown next
+  to the ``fit.estimate_llm`` estimate for the same context.
+* **quality** (vs the reference; the reference's row is measured first and leaves
   its log-probabilities in the run's scratch folder for the others, as ``llama-perplexity --kl-divergence``
   keeps its base logits, or, past ``measure.REF_ROWS_MAX``, each candidate loads the reference next to it):
   full next-token distributions over the evaluation text (``tasks.eval_text``: five genres, over 20,000
@@ -38,6 +42,7 @@ import dataclasses
 import itertools
 import math
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -105,6 +110,15 @@ class Options:
         """Progress units of the quality pass: its windows (estimated from the text's length)."""
         windows = max(1, math.ceil(len(text) / (self.chunk * 3.5)))
         return min(windows, QUICK_CHUNKS) if self.quick else windows
+
+    def quality_units(self, text: str, items: int) -> int:
+        """Progress units of a quality pass: its windows, then one per ten task items."""
+        return self.quality_steps(text) + math.ceil(items / 10)
+
+    @property
+    def speed_units(self) -> int:
+        """Progress units of a speed pass: the loads, each repetition's pp + tg, the TTFT."""
+        return 1 + self.reps + 1
 
     def combinations(self) -> list[Options]:
         """One Options per combination of the swept settings (just this one when nothing is swept)."""
@@ -255,7 +269,7 @@ def run(
     if not among them, at every combination of the swept settings; return the run with its verdict, not
     yet saved. The task and text files are read (and refused, naming the line) before anything runs."""
     from ..store import Store as _Store
-    from . import fingerprint, worker
+    from . import fingerprint
     from . import verdict as verdict_mod
     from .results import Run
 
@@ -281,29 +295,31 @@ def run(
     order = sorted(range(len(jobs)), key=lambda n: jobs[n].key not in ref_keys)
     with _scratch() as scratch:
         caches = {j.key: _ref_cache(scratch, j, n) for n, j in enumerate(ref_jobs.values())}
+        specs, notes = {}, {}
         for n in order:
             job = jobs[n]
             ref = refs[job.target.family]
             ref_job = ref_jobs[ref.id]
-            note = None if job.target.id == ref.id else shares_vocabulary(job.target, ref)
-            spec = {
+            notes[n] = note = None if job.target.id == ref.id else shares_vocabulary(job.target, ref)
+            specs[n] = {
                 **job.options.to_json(),
                 "path": str(job.target.item.path),
                 "ref_path": None if job.key == ref_job.key or note else str(ref.item.path),
                 "ref_cache": None if note else caches[ref_job.key],
                 "ctx": _context(job.target, job.options),
             }
-
-            def on_event(event: dict[str, Any], label: str = job.label) -> None:
-                if progress is not None:
-                    progress(label, event)
-
-            if progress is not None:
-                progress(job.label, {"event": "start"})
-            measured = worker.run("bench.llm", spec, on_event, cancel)
-            measured_rows[n] = _row(job, ref_job, measured, note)
-            if progress is not None:
-                progress(job.label, {"event": "done"})
+        # Quality and tasks first, a variant at a time; then the speed, one repetition of every variant per
+        # round (A B C, C B A, ...), so load that changes over minutes falls on every variant of a round alike
+        # and the ratios against the reference (``per``) are paired by round.
+        quality = {n: _measure(jobs[n], {**specs[n], "quality_only": True}, options, progress, cancel) for n in order}
+        rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in order}
+        for r in range(options.reps):
+            for n in order if r % 2 == 0 else reversed(order):
+                spec = {**specs[n], "speed_only": True, "reps": 1}
+                rounds[n].append(_measure(jobs[n], spec, options, progress, cancel, last=r == options.reps - 1))
+        for n in order:
+            ref_job = ref_jobs[refs[jobs[n].target.family].id]
+            measured_rows[n] = _row(jobs[n], ref_job, {**quality[n], **_speed_rounds(rounds[n])}, notes[n])
     rows = [measured_rows[n] for n in range(len(jobs))]
 
     _pair_accuracy(rows, items)
@@ -322,6 +338,50 @@ def run(
         options=options_json,
         wall_s=round(time.perf_counter() - started, 2),
     )
+
+
+def _measure(
+    job: _Job,
+    spec: dict[str, Any],
+    options: Options,
+    progress: Progress | None,
+    cancel: Any,
+    *,
+    last: bool = False,
+) -> dict[str, Any]:
+    """One child process's pass over ``job`` (``measure.work``). The front sees one progress bar per row:
+    "start" and a "plan" counting every pass before the quality pass, the steps of each, "done" after the
+    last speed round."""
+    from . import worker
+
+    quality = bool(spec.get("quality_only"))
+
+    def on_event(event: dict[str, Any]) -> None:
+        if progress is None or (event.get("event") == "plan" and not quality):
+            return
+        if event.get("event") == "plan":
+            event = {**event, "units": event["units"] + options.reps * replace(options, reps=1).speed_units}
+        progress(job.label, event)
+
+    if progress is not None and quality:
+        progress(job.label, {"event": "start"})
+    measured = worker.run("bench.llm", spec, on_event, cancel)
+    if progress is not None and last:
+        progress(job.label, {"event": "done"})
+    return measured
+
+
+def _speed_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row's speed figures from its rounds: mean, sd and 95 % interval over them, the values of each round
+    under ``rounds`` (``per`` pairs them with the reference's round by round), the median peak memory."""
+    out: dict[str, Any] = {"ttft_prompt_tokens": rounds[0]["ttft_prompt_tokens"]}
+    out["rounds"] = {k: [r[k] for r in rounds] for k in ("load_s", "pp_tps", "tg_tps", "ttft_ms")}
+    for key, values in out["rounds"].items():
+        digits = 4 if key == "load_s" else 2
+        mean, sd, lo, hi = stats.mean_interval(values)
+        out[key], out[f"{key}_sd"], out[f"{key}_lo"], out[f"{key}_hi"] = (round(v, digits) for v in (mean, sd, lo, hi))
+    out["peak_rss_mb"] = float(statistics.median(r["peak_rss_mb"] for r in rounds))
+    return out
 
 
 def _scratch() -> tempfile.TemporaryDirectory[str]:
@@ -429,6 +489,7 @@ def _row(job: _Job, ref_job: _Job, m: dict[str, Any], quality_note: str | None) 
         "bpw": round(target.bpw, 3),
         "parameters": target.info.parameter_count,
         **{k: m[k] for k in SPEED_KEYS},
+        "rounds": m["rounds"],
         "ttft_prompt_tokens": m["ttft_prompt_tokens"],
         "peak_rss_mb": rss,
         "fit_estimate_mb": round(estimate, 1),

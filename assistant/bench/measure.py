@@ -419,11 +419,12 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
     log_to(on_log)
     llama_cpp.llama_backend_init()
     opts = _spec_options(spec)
-    # speed_only: just load / pp / tg / TTFT / RSS (benchmarks/llama_bench_compare.py)
-    speed_only = bool(spec.get("speed_only"))
+    # speed_only: just load / pp / tg / TTFT / RSS (one round of ``llm.run``'s interleaved speed rounds, and
+    # benchmarks/llama_bench_compare.py); quality_only: just KLD / PPL / top-1 and the tasks.
+    speed_only, quality_only = bool(spec.get("speed_only")), bool(spec.get("quality_only"))
     items = [] if speed_only else opts.task_items()
     text = "" if speed_only else bench_tasks.eval_text(opts.text_file)
-    units = 1 + opts.reps + 1 + (0 if speed_only else opts.quality_steps(text) + math.ceil(len(items) / 10))
+    units = opts.speed_units * (not quality_only) + (0 if speed_only else opts.quality_units(text, len(items)))
     emit({"event": "plan", "units": units})
 
     def step(stage: str) -> None:
@@ -431,22 +432,27 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
 
     settings = {"kv_type": opts.kv_type, "flash_attn": opts.flash_attn}
     try:
-        loads = []
-        for rep in range(opts.reps):
-            t0 = time.perf_counter()
-            cand = LlamaModel(spec["path"], n_ctx=opts.ctx, n_batch=opts.batch, threads=opts.threads, **settings)
-            loads.append(time.perf_counter() - t0)
-            if rep < opts.reps - 1:
-                cand.close()
-        step("load")
-        load: dict[str, Any] = {}
-        load["load_s"], load["load_s_sd"], load["load_s_lo"], load["load_s_hi"] = _timings(loads, 4)
-        speed = _speed(cand, opts, step)
-        # Peak memory of this variant alone: recorded before the evaluation contexts and the reference exist.
-        peak = round(peak_rss_mb(), 1)
+        if quality_only:
+            cand = LlamaModel(spec["path"], n_ctx=opts.chunk + 8, n_batch=EVAL_BATCH, threads=opts.threads, **settings)
+            load: dict[str, Any] = {}
+            speed: dict[str, Any] = {}
+        else:
+            loads = []
+            for rep in range(opts.reps):
+                t0 = time.perf_counter()
+                cand = LlamaModel(spec["path"], n_ctx=opts.ctx, n_batch=opts.batch, threads=opts.threads, **settings)
+                loads.append(time.perf_counter() - t0)
+                if rep < opts.reps - 1:
+                    cand.close()
+            step("load")
+            load = {}
+            load["load_s"], load["load_s_sd"], load["load_s_lo"], load["load_s_hi"] = _timings(loads, 4)
+            speed = _speed(cand, opts, step)
+            # Peak memory of this variant alone: recorded before the evaluation contexts and the reference exist.
+            speed["peak_rss_mb"] = round(peak_rss_mb(), 1)
         if speed_only:
             cand.close()
-            return {**load, **speed, "peak_rss_mb": peak}
+            return {**load, **speed}
         n_eval_ctx = max(opts.chunk + 8, max((len(cand.tokenize(i.prompt, True)) for i in items), default=0) + 160)
         cand.new_context(n_ctx=n_eval_ctx, n_batch=EVAL_BATCH, threads=opts.threads)
         # The reference's rows cached by its own row of this run (``llm.run``), or the reference loaded here.
@@ -469,4 +475,4 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
         if errors and "llama" in exc.message:
             exc.message += f": {errors[-1]}"
         raise
-    return {**load, **speed, "peak_rss_mb": peak, **quality, **scored}
+    return {**load, **speed, **quality, **scored}

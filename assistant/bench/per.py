@@ -7,6 +7,13 @@ Four ratios, each oriented so that higher is better and the reference scores exa
     memory     = ref_rss / rss             (peak memory saved)
     latency    = ref_ttft / ttft           (time to first token saved)
 
+The speeds of a language-model run are timed in interleaved rounds (``llm.run``: one repetition of every
+variant per round), and each row keeps them under ``rounds``. Then the throughput and latency ratios are
+*paired*: the geometric mean over rounds of ``x_round / ref_x_round``, and their spread is that of those
+per-round ratios, so load that drifts over minutes (which moves every variant of a round alike) cancels
+instead of widening, or worse shifting, a ratio of two means taken minutes apart. Rows without rounds
+(speech, saved runs from before) use the ratio of the means.
+
 Each ratio is clamped to ``[FLOOR, CEILING]`` = ``[0.05, 20]``, then::
 
     PER = (accuracy * throughput * memory * latency) ** (1/4)
@@ -51,7 +58,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .stats import Z95, half_width, number
+from .stats import Z95, half_width, number, t975
 
 FLOOR = 0.05
 # The ceiling mirrors the floor (1 / 0.05): no single axis can contribute more than 20x either way.
@@ -92,8 +99,39 @@ def ratio(value: float | None, reference: float | None, higher_is_better: bool) 
 
 
 def ratios(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axis, ...] = AXES) -> dict[str, float]:
-    """Each axis's clamped ratio for ``row`` against ``reference`` (metric dicts, as in the --json rows)."""
-    return {name: ratio(row.get(key), reference.get(key), better) for name, key, better in axes}
+    """Each axis's clamped ratio for ``row`` against ``reference`` (metric dicts, as in the --json rows):
+    paired by round where both rows timed the metric in the same rounds."""
+    out = {}
+    for name, key, better in axes:
+        logs = paired_logs(row, reference, key)
+        if logs is None:
+            out[name] = ratio(row.get(key), reference.get(key), better)
+        else:
+            mean = sum(logs) / len(logs)
+            out[name] = clamp(math.exp(mean if better else -mean))
+    return out
+
+
+def paired_logs(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> list[float] | None:
+    """log(a / b) of ``key`` in each round both rows were timed in (their ``rounds``), or None when they
+    were not timed in the same rounds."""
+    ra, rb = (a.get("rounds") or {}).get(key), (b.get("rounds") or {}).get(key)
+    if not isinstance(ra, list) or not isinstance(rb, list) or not ra or len(ra) != len(rb):
+        return None
+    if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in (*ra, *rb)):
+        return None
+    return [math.log(x / y) for x, y in zip(ra, rb, strict=True)]
+
+
+def _paired_var(logs: list[float]) -> float | None:
+    """The variance, on the scale of the other axes (a 95 % half-width / Z95, squared), of the mean of
+    per-round log ratios: a t-interval over the rounds, as the rows' own intervals; None for one round."""
+    n = len(logs)
+    if n < 2:
+        return None
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in logs) / (n - 1))
+    return (t975(n - 1) * sd / math.sqrt(n) / Z95) ** 2
 
 
 def geometric_mean(values: list[float]) -> float:
@@ -162,7 +200,8 @@ def per_interval(
 
     log PER is the mean of the axes' log ratios, so var(log PER) = sum(var(log ratio)) / k^2, where each
     log ratio's variance is the candidate's plus the reference's (measured apart), except for accuracy with a
-    paired difference interval, which is used instead (``_axis_var``). An axis without an interval on a
+    paired difference interval, which is used instead (``_axis_var``), and for a speed timed in the same
+    rounds as the reference's, whose spread is that of the per-round ratios (``paired_logs``). An axis without an interval on a
     row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). None when
     an informative axis was timed once (one repetition, as ``--quick``): a zero-width interval there would
     make PER look exact when its speed could move by a fifth on the next run. The reference itself is
@@ -175,9 +214,11 @@ def per_interval(
     for name, key, _better in axes:
         value, ref_value = number(row.get(key)), number(reference.get(key))
         if value and ref_value and value > 0 and ref_value > 0 and FLOOR < axis_ratios[name] < CEILING:
-            if _measured_once(row, key) or _measured_once(reference, key):
+            logs = paired_logs(row, reference, key)
+            paired = None if logs is None else _paired_var(logs)
+            if (logs is not None and paired is None) or _measured_once(row, key) or _measured_once(reference, key):
                 return None
-            var += _axis_var(row, reference, key, ref_value)
+            var += _axis_var(row, reference, key, ref_value) if paired is None else paired
     point = geometric_mean(list(axis_ratios.values()))
     spread = math.exp(Z95 * math.sqrt(var) / len(axes))
     return clamp(point / spread), clamp(point * spread)
@@ -192,7 +233,8 @@ def compare(
     log PER(a) - log PER(b) is the mean over the axes of log(a_k / b_k): the reference cancels, so its
     spread, which each row's own PER interval carries, does not hide a difference between the two. Each
     axis adds var(log a_k) + var(log b_k); accuracy measured on the same items (``task_results``) adds the
-    variance of their paired difference instead (``stats.paired_accuracy``), as ``_axis_var`` does."""
+    variance of their paired difference instead (``stats.paired_accuracy``), as ``_axis_var`` does, and a
+    speed timed in the same rounds the variance of log(a / b) over the rounds (``paired_logs``)."""
     from .stats import paired_accuracy
 
     ratios_a, ratios_b = ratios(a, reference, axes), ratios(b, reference, axes)
@@ -203,10 +245,14 @@ def compare(
             continue
         if not (FLOOR < ratios_a[name] < CEILING and FLOOR < ratios_b[name] < CEILING):
             continue  # a clamped axis cannot move
-        if _measured_once(a, key) or _measured_once(b, key):
+        logs = paired_logs(a, b, key)
+        paired = None if logs is None else _paired_var(logs)
+        if (logs is not None and paired is None) or _measured_once(a, key) or _measured_once(b, key):
             return None
         results_a, results_b = a.get("task_results"), b.get("task_results")
-        if key == "accuracy" and isinstance(results_a, str) and isinstance(results_b, str) and results_a:
+        if paired is not None:
+            var += paired  # timed in the same rounds: the spread of log(a / b) round by round
+        elif key == "accuracy" and isinstance(results_a, str) and isinstance(results_b, str) and results_a:
             diff = paired_accuracy([c == "1" for c in results_a], [c == "1" for c in results_b])
             var += ((diff.hi - diff.lo) / 2 / Z95 / vb) ** 2
         else:

@@ -13,8 +13,10 @@ A reference is always eligible (it is what the others are measured against). Equ
 peak memory. A PER that is not significantly below the best one (``per.compare``: the ratio of the two PERs,
 whose interval the shared reference's noise does not widen, reaches 1) ties with it, and of the tied
 variants the most faithful is chosen (the lowest KLD, or without one the highest accuracy): speeds that
-differ within their measured noise do not decide the verdict. (The noise measured is a run's own: its
-repetitions run back to back, so a machine whose load drifts between runs can still move the verdict.) Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
+differ within their measured noise do not decide the verdict. A language run times its speeds in
+interleaved rounds, every variant once per round, and the speed ratios are paired round by round
+(``per.paired_logs``), so load that drifts over the run moves the variants of a round alike and cancels.
+Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
 carry no paired per-item results, "significantly worse" there means the WER intervals do not overlap.
 
 Every line built here is plain text holding model ids (untrusted): render it through ``untrusted.plain``.
@@ -22,10 +24,12 @@ Every line built here is plain text holding model ids (untrusted): render it thr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .per import paired_logs
 from .stats import half_width, number
 
 Row = Mapping[str, Any]
@@ -148,7 +152,8 @@ def describe(row: Row, ref: Row, ax: Axes = LLM) -> str:
         parts.append(accuracy)
     speed, ref_speed = _value(row, ax.speed), _value(ref, ax.speed)
     if speed is not None and ref_speed:
-        ratio = speed / ref_speed
+        logs = paired_logs(row, ref, ax.speed)
+        ratio = math.exp(sum(logs) / len(logs)) if logs else speed / ref_speed
         parts.append(f"{ratio:.2g}× faster" if ratio >= 1 else f"{ratio:.2g}× the speed")
     rss, ref_rss = _value(row, ax.memory), _value(ref, ax.memory)
     if rss is not None and ref_rss:

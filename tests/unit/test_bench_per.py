@@ -123,3 +123,47 @@ def test_compare_cancels_the_shared_reference() -> None:
     assert same is not None and same[0] == 1.0 and same[1] < 1.0 < same[2]
     once = {**fast, "tg_tps_lo": 130.0, "tg_tps_hi": 130.0}
     assert per.compare(once, slow, ref) is None  # timed once: no spread, no comparison
+
+
+def _timed(rounds_tg: list[float], rounds_ttft: list[float]) -> dict[str, Any]:
+    """A row whose speeds were timed in rounds, with the mean and t interval ``llm._speed_rounds`` gives."""
+    from assistant.bench import stats
+
+    row: dict[str, Any] = {
+        "accuracy": 0.8,
+        "peak_rss_mb": 300.0,
+        "rounds": {"tg_tps": rounds_tg, "ttft_ms": rounds_ttft},
+    }
+    for key, values in row["rounds"].items():
+        row[key], _sd, row[f"{key}_lo"], row[f"{key}_hi"] = stats.mean_interval(values)
+    return row
+
+
+def test_speeds_timed_in_the_same_rounds_are_paired() -> None:
+    """Load that drifts between rounds moves every variant of a round alike: the paired ratio sees through it,
+    where the ratio of two means with their own spreads cannot tell the variants apart."""
+    drift = [1.0, 0.55, 0.8, 0.4]  # the machine's speed, round by round
+    ref = _timed([70 * d for d in drift], [200 / d for d in drift])
+    fast = _timed([84 * d for d in drift], [150 / d for d in drift])  # 1.2x the throughput, 4/3 the latency
+    rows: list[dict[str, Any]] = [{"id": "r", "reference": "r", **ref}, {"id": "f", "reference": "r", **fast}]
+    per.score_rows(rows)
+    assert rows[1]["per_axes"]["throughput"] == pytest.approx(1.2, abs=1e-4)
+    assert rows[1]["per_axes"]["latency"] == pytest.approx(4 / 3, abs=1e-4)
+    assert rows[1]["per_lo"] == pytest.approx(rows[1]["per_hi"]) == pytest.approx((1.2 * 4 / 3) ** 0.25, abs=1e-4)
+    paired = per.compare(fast, ref, ref)
+    assert paired is not None and paired[1] > 1.0  # significantly better
+    unpaired = per.compare(*({k: v for k, v in r.items() if k != "rounds"} for r in (fast, ref)), ref)
+    assert unpaired is not None and unpaired[1] < 1.0 < unpaired[2]  # the same means, unpaired: a tie
+
+    noisy = _timed([84 * d * (1.1 if i % 2 else 0.9) for i, d in enumerate(drift)], fast["rounds"]["ttft_ms"])
+    rows.append({"id": "n", "reference": "r", **noisy})
+    per.score_rows(rows)
+    assert rows[2]["per_lo"] < rows[2]["per"] < rows[2]["per_hi"]  # noise of its own still widens it
+
+
+def test_one_round_has_no_spread() -> None:
+    ref, cand = _timed([70.0], [200.0]), _timed([84.0], [150.0])
+    assert per.per_interval(cand, ref, per.AXES) is None
+    assert per.compare(cand, ref, ref) is None
+    assert per.ratios(cand, ref)["throughput"] == pytest.approx(1.2)
+    assert per.paired_logs(cand, {**ref, "rounds": {"tg_tps": [70.0, 71.0]}}, "tg_tps") is None  # not the same rounds
