@@ -332,6 +332,7 @@ def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
             if r[0] not in derived
         ]
         counts: dict[str, int] = {}
+        had_branches = any(r[1] == "parent_id" for r in conn.execute('PRAGMA old.table_info("messages")'))
         conn.execute("BEGIN")
         for table in tables:
             if table not in old_tables:
@@ -346,6 +347,7 @@ def _merge(scratch: Path, fresh: Path) -> dict[str, int]:
             except sqlite3.Error:
                 continue  # rows that break this table's constraints: the table stays empty
         history.adopt_orphans(conn)
+        history.mend_branches(conn, had_branches=had_branches)
         for table, rowid, _parent, _ in conn.execute("PRAGMA main.foreign_key_check").fetchall():
             conn.execute(f'DELETE FROM main."{table}" WHERE rowid = ?', (rowid,))
         store._relative_paths(conn)

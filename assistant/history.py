@@ -6,14 +6,20 @@ a row from its first token (``start_reply``), rewritten as it streams (``update_
 partial, and so does one whose process was killed: its row keeps the text written so far and
 ``finished_at`` stays empty, which is how a reader tells an interrupted reply from a cancelled one.
 
+Chats branch. Every message has a parent (the message it answers or follows; None for the first), so a
+regenerated reply is a sibling of the reply it replaces and an edited message a sibling of the message it
+corrects, and nothing is overwritten. A chat's ``head_id`` is the last message of the branch it shows and
+continues: ``messages`` is that branch from the first message down, ``all_messages`` every branch, and
+``switch`` moves the chat to another branch.
+
 ``History`` opens one connection per thread (SQLite connections must not cross threads), so the TUI
 can read in its UI thread while a worker thread streams a reply into the same ``History``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 import sqlite3
 import threading
 import time
@@ -21,11 +27,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import db
 from .chat import Role, Stats
 from .errors import AssistantError
+
+# A chat from before branches, as one branch: each message after the one before it, its newest one shown.
+LINEAR_PARENTS = (
+    "UPDATE messages SET parent_id = (SELECT MAX(p.id) FROM messages p"
+    " WHERE p.chat_id = messages.chat_id AND p.id < messages.id)"
+)
+NEWEST_HEADS = "UPDATE chats SET head_id = (SELECT MAX(m.id) FROM messages m WHERE m.chat_id = chats.id)"
 
 MIGRATIONS = [
     (
@@ -80,9 +93,22 @@ MIGRATIONS = [
         END;
         """,
     ),
+    (
+        # Branches: each message's parent (an existing chat is one branch, each message following the one
+        # before it) and the chat's head (the last message of the branch it shows: its newest message).
+        "history_003_branches",
+        f"""
+        ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE;
+        ALTER TABLE chats ADD COLUMN head_id INTEGER REFERENCES messages(id) ON DELETE SET NULL;
+        CREATE INDEX messages_parent ON messages (parent_id);
+        {LINEAR_PARENTS};
+        {NEWEST_HEADS};
+        """,
+    ),
 ]
 
 TITLE_LENGTH = 60
+HEAD: Literal["head"] = "head"  # add_message / start_reply: after the message the chat shows last
 
 
 @dataclass
@@ -124,6 +150,7 @@ class StoredMessage:
     finish_reason: str | None = None
     created_at: float = 0.0
     finished_at: float | None = None
+    parent_id: int | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -131,31 +158,8 @@ class StoredMessage:
         return self.partial and self.finished_at is None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "chat_id": self.chat_id,
-            "role": self.role,
-            "content": self.content,
-            "partial": self.partial,
-            "model": self.model_id,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_ms": self.ttft_ms,
-            "tokens_per_second": self.tokens_per_second,
-            "finish_reason": self.finish_reason,
-            "created_at": self.created_at,
-            "finished_at": self.finished_at,
-        }
-
-
-@dataclass
-class SearchHit:
-    chat: Chat
-    message_id: int | None  # None: the title matched
-    snippet: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"chat": self.chat.to_json(), "message_id": self.message_id, "snippet": self.snippet}
+        """Every field, in order, with ``model_id`` named ``model`` (as a chat's)."""
+        return {("model" if k == "model_id" else k): v for k, v in dataclasses.asdict(self).items()}
 
 
 def _chat(row: sqlite3.Row) -> Chat:
@@ -196,6 +200,7 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         finish_reason=row["finish_reason"],
         created_at=row["created_at"],
         finished_at=row["finished_at"],
+        parent_id=row["parent_id"],
     )
 
 
@@ -212,18 +217,6 @@ def title_from(text: str) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _fts_query(text: str) -> str:
-    """An FTS5 query for the words of ``text``: each quoted (no FTS5 syntax reaches the engine from the
-    user) and prefix-matched, all required; "" when ``text`` has no word."""
-    words = re.findall(r"\w+", text)
-    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
-
-
 def reindex(conn: sqlite3.Connection) -> None:
     """Rebuild the full-text index from the messages (after a repair copied them in)."""
     conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')")
@@ -238,6 +231,16 @@ def adopt_orphans(conn: sqlite3.Connection) -> int:
         " FROM messages WHERE chat_id NOT IN (SELECT id FROM chats) GROUP BY chat_id"
     )
     return max(cur.rowcount, 0)
+
+
+def mend_branches(conn: sqlite3.Connection, *, had_branches: bool) -> None:
+    """After a repair copied the messages in: chain them one after another as the migration does when the
+    old database had no branches, and point a reference to a message that was lost at none (a parent) or at
+    the chat's newest message (its head), so no message is left out of its chat."""
+    if not had_branches:
+        conn.execute(LINEAR_PARENTS)
+    conn.execute("UPDATE messages SET parent_id = NULL WHERE parent_id NOT IN (SELECT id FROM messages)")
+    conn.execute(f"{NEWEST_HEADS} WHERE head_id IS NULL OR head_id NOT IN (SELECT id FROM messages)")
 
 
 class History:
@@ -370,47 +373,83 @@ class History:
             conn.execute("DELETE FROM chats WHERE id = ?", (chat_id,))
         return chat
 
-    def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Chats whose title contains ``text`` (case-insensitive), or one of whose messages has every word of
-        it (full-text, each word also as a prefix: "danu" finds "Danube"), newest chat first; a message hit
-        names the best-ranked message of its chat and a snippet around the match."""
-        needle = text.strip()
-        if not needle:
-            return []
-        hits: list[SearchHit] = []
-        seen: set[int] = set()
-        chats = {c.id: c for c in self.list_chats()}
-        for row in self.conn.execute(
-            "SELECT id FROM chats WHERE title LIKE ? ESCAPE '\\' ORDER BY updated_at DESC", (_like(needle),)
-        ):
-            chat = chats[row["id"]]
-            hits.append(SearchHit(chat, None, chat.title))
-            seen.add(chat.id)
-        query = _fts_query(needle)
-        rows = (
-            self.conn.execute(
-                "SELECT m.id, m.chat_id, snippet(messages_fts, 0, '', '', '…', 16) AS snippet"
-                " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
-                " WHERE messages_fts MATCH ? ORDER BY rank",
-                (query,),
-            )
-            if query
-            else []
-        )
-        for row in rows:
-            if row["chat_id"] in seen or row["chat_id"] not in chats:
-                continue
-            seen.add(row["chat_id"])
-            snippet = " ".join(str(row["snippet"]).split())
-            hits.append(SearchHit(chats[row["chat_id"]], row["id"], snippet))
-        hits.sort(key=lambda h: h.chat.updated_at, reverse=True)
-        return hits[:limit]
-
     # -- messages ---------------------------------------------------------------------------------
-    def messages(self, chat_id: int) -> list[StoredMessage]:
-        return [
-            _message(r) for r in self.conn.execute("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,))
-        ]
+    def messages(self, chat_id: int, upto: int | None = None) -> list[StoredMessage]:
+        """The branch the chat shows: from its first message down to its head (or to ``upto``), each the
+        parent of the next."""
+        head = upto if upto is not None else self._head(chat_id)
+        if head is None:
+            return []
+        # parent_id < id always holds (a parent exists before its child): a damaged row cannot make a loop
+        rows = self.conn.execute(
+            "WITH RECURSIVE branch(id, depth) AS (SELECT ?, 0 UNION ALL"
+            " SELECT m.parent_id, b.depth + 1 FROM messages m JOIN branch b ON m.id = b.id"
+            " WHERE m.parent_id IS NOT NULL AND m.parent_id < m.id)"
+            " SELECT m.* FROM branch b JOIN messages m ON m.id = b.id WHERE m.chat_id = ? ORDER BY b.depth DESC",
+            (head, chat_id),
+        )
+        return [_message(r) for r in rows]
+
+    def all_messages(self, chat_id: int) -> list[StoredMessage]:
+        """Every message of every branch, oldest first (``parent_id`` says where each belongs)."""
+        rows = self.conn.execute("SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,))
+        return [_message(r) for r in rows]
+
+    def _head(self, chat_id: int) -> int | None:
+        row = self.conn.execute(
+            "SELECT COALESCE(c.head_id, (SELECT MAX(m.id) FROM messages m WHERE m.chat_id = c.id)) AS head"
+            " FROM chats c WHERE c.id = ?",
+            (chat_id,),
+        ).fetchone()
+        return row["head"] if row else None
+
+    def _children(self, chat_id: int) -> dict[int | None, list[int]]:
+        """Each message's children (None: the chat's first messages), oldest first."""
+        children: dict[int | None, list[int]] = {}
+        for row in self.conn.execute("SELECT id, parent_id FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)):
+            children.setdefault(row["parent_id"], []).append(row["id"])
+        return children
+
+    def alternatives(self, chat_id: int) -> dict[int, tuple[int, int]]:
+        """For each message of the shown branch that has siblings (regenerated, or edited): its place among
+        them and how many there are, as (2, 3) for "‹ 2/3 ›"."""
+        children = self._children(chat_id)
+        out = {}
+        for m in self.messages(chat_id):
+            siblings = children.get(m.parent_id, [])
+            if len(siblings) > 1:
+                out[m.id] = (siblings.index(m.id) + 1, len(siblings))
+        return out
+
+    def set_head(self, chat_id: int, message_id: int | None) -> None:
+        """Make ``message_id`` (a message of the chat, or None: before its first) the last one shown, so the
+        next message follows it."""
+        if message_id is not None and self.get_message(message_id).chat_id != chat_id:
+            raise AssistantError(f"message {message_id} is not in chat {chat_id}")
+        with self._write() as conn:
+            conn.execute("UPDATE chats SET head_id = ? WHERE id = ?", (message_id, chat_id))
+
+    def switch(self, chat_id: int, message_id: int) -> None:
+        """Show the branch through ``message_id``, down its newest messages to the end."""
+        children = self._children(chat_id)
+        if message_id not in {i for ids in children.values() for i in ids}:
+            raise AssistantError(f"message {message_id} is not in chat {chat_id}")
+        leaf = message_id
+        while children.get(leaf):
+            leaf = children[leaf][-1]
+        self.set_head(chat_id, leaf)
+
+    def step_branch(self, chat_id: int, message_id: int, step: int) -> int | None:
+        """Show the sibling ``step`` places from ``message_id`` (-1: the previous alternative, 1: the next);
+        returns it, or None when there is none that way."""
+        siblings = self._children(chat_id).get(self.get_message(message_id).parent_id, [])
+        if message_id not in siblings:
+            return None
+        at = siblings.index(message_id) + step
+        if not 0 <= at < len(siblings):
+            return None
+        self.switch(chat_id, siblings[at])
+        return siblings[at]
 
     def get_message(self, message_id: int) -> StoredMessage:
         if not _storable(message_id):
@@ -420,33 +459,45 @@ class History:
             raise AssistantError(f"no message {message_id}")
         return _message(row)
 
-    def add_message(self, chat_id: int, role: Role, content: str, *, model_id: str | None = None) -> StoredMessage:
-        """Store a finished message (the user's, or an assistant reply written whole). Commits at once."""
+    def add_message(
+        self,
+        chat_id: int,
+        role: Role,
+        content: str,
+        *,
+        model_id: str | None = None,
+        parent: int | Literal["head"] | None = HEAD,
+    ) -> StoredMessage:
+        """Store a finished message (the user's, or an assistant reply written whole) after ``parent`` (by
+        default the chat's head; None: as a first message), and show it. Commits at once."""
         now = time.time()
         chat = self.get_chat(chat_id)
+        parent_id = self._head(chat_id) if isinstance(parent, str) else parent
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO messages (chat_id, role, content, partial, model_id, created_at, finished_at)"
-                " VALUES (?, ?, ?, 0, ?, ?, ?)",
-                (chat_id, role, content, model_id, now, now),
+                "INSERT INTO messages (chat_id, role, content, partial, model_id, created_at, finished_at, parent_id)"
+                " VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                (chat_id, role, content, model_id, now, now, parent_id),
             )
             if not chat.title and role == "user":
                 conn.execute("UPDATE chats SET title = ? WHERE id = ?", (title_from(content), chat_id))
-            conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
+            conn.execute("UPDATE chats SET updated_at = ?, head_id = ? WHERE id = ?", (now, cur.lastrowid, chat_id))
         assert cur.lastrowid is not None
         return self.get_message(cur.lastrowid)
 
-    def start_reply(self, chat_id: int, model_id: str | None) -> int:
-        """A new, empty, partial assistant row; returns its id for ``update_reply``/``finish_reply``."""
+    def start_reply(self, chat_id: int, model_id: str | None, *, parent: int | Literal["head"] | None = HEAD) -> int:
+        """A new, empty, partial assistant row after ``parent`` (as ``add_message``), shown; returns its id
+        for ``update_reply``/``finish_reply``."""
         now = time.time()
         self.get_chat(chat_id)
+        parent_id = self._head(chat_id) if isinstance(parent, str) else parent
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO messages (chat_id, role, content, partial, model_id, created_at)"
-                " VALUES (?, 'assistant', '', 1, ?, ?)",
-                (chat_id, model_id, now),
+                "INSERT INTO messages (chat_id, role, content, partial, model_id, created_at, parent_id)"
+                " VALUES (?, 'assistant', '', 1, ?, ?, ?)",
+                (chat_id, model_id, now, parent_id),
             )
-            conn.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
+            conn.execute("UPDATE chats SET updated_at = ?, head_id = ? WHERE id = ?", (now, cur.lastrowid, chat_id))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -482,45 +533,18 @@ class History:
         return self.get_message(message_id)
 
     def delete_message(self, message_id: int) -> None:
+        """Delete a message and what follows it on its branches. A chat that showed it shows the newest
+        sibling left in its place (an empty regenerated reply gone: the reply it was to replace), else the
+        message before it."""
+        found = self.conn.execute("SELECT chat_id, parent_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        if found is None:
+            return
+        shown = {m.id for m in self.messages(found["chat_id"])}
         with self._write() as conn:
             conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-
-    # -- export -----------------------------------------------------------------------------------
-    @staticmethod
-    def export_format(path: Path | None) -> str:
-        """The format a file name asks for: "json" for ``.json``, else "markdown" (also with no file)."""
-        return "json" if path is not None and path.suffix.lower() == ".json" else "markdown"
-
-    def export(self, chat_id: int, fmt: str) -> str:
-        """The chat as ``fmt``: "markdown" (``export_markdown``) or "json" (``export_json``)."""
-        if fmt == "json":
-            return self.export_json(chat_id)
-        if fmt == "markdown":
-            return self.export_markdown(chat_id)
-        raise AssistantError(f"cannot export a chat as {fmt!r}", "use markdown or json")
-
-    def export_json(self, chat_id: int) -> str:
-        """The chat and every message with its stats, as ``chats show --json`` gives them, in one document."""
-        chat = self.get_chat(chat_id)
-        doc = {"chat": chat.to_json(), "messages": [m.to_json() for m in self.messages(chat_id)]}
-        return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-
-    def export_markdown(self, chat_id: int) -> str:
-        chat = self.get_chat(chat_id)
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(chat.created_at))
-        lines = [f"# {chat.title or f'Chat {chat.id}'}", ""]
-        lines.append(f"- chat: {chat.id}")
-        lines.append(f"- created: {created}")
-        if chat.model_id:
-            lines.append(f"- model: {chat.model_id}")
-        if chat.options:
-            lines.append("- options: " + ", ".join(f"{k}={v}" for k, v in chat.options.items()))
-        lines.append("")
-        if chat.system_prompt:
-            lines += ["## System", "", chat.system_prompt.strip(), ""]
-        for m in self.messages(chat_id):
-            heading = "User" if m.role == "user" else "Assistant" if m.role == "assistant" else "System"
-            if m.partial:
-                heading += " (interrupted)" if m.interrupted else " (partial)"
-            lines += [f"## {heading}", "", m.content.strip() or "_(empty)_", ""]
-        return "\n".join(lines).rstrip() + "\n"
+        if message_id in shown:
+            siblings = self._children(found["chat_id"]).get(found["parent_id"], [])
+            if siblings:
+                self.switch(found["chat_id"], siblings[-1])
+            else:
+                self.set_head(found["chat_id"], found["parent_id"])

@@ -121,8 +121,8 @@ class Turn:
         session, history = self.session, self.session.history
         engine = session.engine(self.model_id)
         self.model_id = engine.model_id
-        messages = session.build_messages(self.chat_id)
-        reply_id = self.reply_id = history.start_reply(self.chat_id, engine.model_id)
+        messages = session.build_messages(self.chat_id, upto=self.user_message.id)
+        reply_id = self.reply_id = history.start_reply(self.chat_id, engine.model_id, parent=self.user_message.id)
         parts = self._parts
         unsaved = 0
         last_save = time.monotonic()
@@ -267,13 +267,14 @@ class ChatSession:
         except ValueError as exc:
             raise AssistantError(f"chat {chat.id}: bad options: {one_line(exc)}") from None
 
-    def build_messages(self, chat_id: int) -> list[Message]:
-        """What the model sees: the system prompt, then the stored messages (see the module docstring)."""
+    def build_messages(self, chat_id: int, upto: int | None = None) -> list[Message]:
+        """What the model sees: the system prompt, then the messages of the branch shown (or of the one
+        ending at ``upto``; see the module docstring)."""
         chat = self.history.get_chat(chat_id)
         result: list[Message] = []
         if chat.system_prompt.strip():
             result.append(Message("system", chat.system_prompt))
-        for m in self.history.messages(chat_id):
+        for m in self.history.messages(chat_id, upto):
             if not m.content.strip():
                 continue
             if result and result[-1].role == m.role:
@@ -297,6 +298,40 @@ class ChatSession:
         opts = self.chat_options(chat, options)
         user_message = self.history.add_message(chat_id, "user", text)
         return Turn(self, chat, user_message, opts, cancel or CancelToken())
+
+    def regenerate(
+        self, chat_id: int, *, options: dict[str, Any] | ChatOptions | None = None, cancel: CancelToken | None = None
+    ) -> Turn:
+        """A new reply to the chat's last message: the last reply shown is kept as an alternative (its
+        sibling), and the new one is shown. Also answers a last message whose reply failed or was lost."""
+        chat = self.history.get_chat(chat_id)
+        shown = self.history.messages(chat_id)
+        if shown and shown[-1].role == "assistant":
+            shown.pop()
+        if not shown or shown[-1].role != "user":
+            raise AssistantError(f"chat {chat_id} has no message to answer again", "send a message first")
+        return Turn(self, chat, shown[-1], self.chat_options(chat, options), cancel or CancelToken())
+
+    def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        *,
+        options: dict[str, Any] | ChatOptions | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Turn:
+        """Send ``text`` in place of the user's message ``message_id``: stored as its sibling (the original and
+        what followed it stay, another branch), shown, and answered."""
+        if not text.strip():
+            raise AssistantError("empty message", "type something to send")
+        chat = self.history.get_chat(chat_id)
+        original = self.history.get_message(message_id)
+        if original.chat_id != chat_id or original.role != "user":
+            raise AssistantError(f"message {message_id} is not one of yours in chat {chat_id}")
+        opts = self.chat_options(chat, options)
+        edited = self.history.add_message(chat_id, "user", text, parent=original.parent_id)
+        return Turn(self, chat, edited, opts, cancel or CancelToken())
 
 
 def options_dict(options: dict[str, Any] | ChatOptions | None) -> dict[str, Any]:

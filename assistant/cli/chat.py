@@ -40,6 +40,11 @@ REPL_HELP = "/new starts a new chat, /exit or Ctrl+D quits, Ctrl+C stops a reply
 @click.option("--seed", type=int, help="Sampling seed, for repeatable replies.")
 @click.option("--ctx", "n_ctx", type=click.IntRange(min=256), help="Context window in tokens (default: config).")
 @click.option("--chat", "chat_id", type=int, metavar="ID", help="Continue a saved chat (see 'assistant chats list').")
+@click.option(
+    "--regenerate",
+    is_flag=True,
+    help="With --chat: answer its last message again (the old reply is kept as an alternative).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the reply and its stats.")
 def chat(
     model_id: str | None,
@@ -51,6 +56,7 @@ def chat(
     seed: int | None,
     n_ctx: int | None,
     chat_id: int | None,
+    regenerate: bool,
     as_json: bool,
 ) -> None:
     """Chat with a local model; the conversation is saved (see 'assistant chats').
@@ -60,21 +66,25 @@ def chat(
     echo "Summarise: ..." | assistant chat     the prompt from stdin
     assistant chat                             a conversation (/new, /exit)
     assistant chat --chat 3 -p "And then?"     continue chat 3
+    assistant chat --chat 3 --regenerate       a new last reply ('chats show 3 --all-branches')
     """
     from ..errors import AssistantError
 
+    if regenerate and (chat_id is None or prompt is not None):
+        raise AssistantError("--regenerate answers a saved chat again", "give --chat ID and no --prompt")
+
     # Everything the user gave is checked before a chat is opened: a refused message leaves nothing stored.
-    if prompt is None:
+    if prompt is not None:
+        checked_text(prompt, "--prompt")
+    elif not regenerate:
         prompt = read_stdin()
         if prompt is not None and not prompt.strip():
             raise AssistantError("no prompt: stdin was empty", "pass --prompt TEXT or pipe some text in")
-    else:
-        checked_text(prompt, "--prompt")
     if system_prompt is not None:
         checked_text(system_prompt, "--system")
     if prompt is not None and not prompt.strip():
         raise AssistantError("empty prompt", "pass some text with --prompt")
-    if prompt is None and as_json:
+    if prompt is None and as_json and not regenerate:
         raise AssistantError("--json needs a prompt", "pass --prompt TEXT or pipe the prompt on stdin")
 
     overrides = {
@@ -85,7 +95,9 @@ def chat(
     session = open_session(n_ctx)
     try:
         current = open_chat(session, chat_id, model_id, system_prompt, overrides)
-        if prompt is None:
+        if regenerate:
+            _one_shot(session, current, None, as_json, new_chat=False)
+        elif prompt is None:
             _repl(session, current)
         else:
             _one_shot(session, current, prompt, as_json, new_chat=chat_id is None)
@@ -121,11 +133,12 @@ def _stats_line(turn: Turn) -> str:
     return " · ".join(parts)
 
 
-def _one_shot(session: ChatSession, current: Chat, prompt: str, as_json: bool, *, new_chat: bool) -> None:
+def _one_shot(session: ChatSession, current: Chat, prompt: str | None, as_json: bool, *, new_chat: bool) -> None:
+    """Send ``prompt`` (None: answer the chat's last message again) and stream the reply."""
     from ..errors import Cancelled
 
     try:
-        turn = session.send(current.id, prompt)
+        turn = session.regenerate(current.id) if prompt is None else session.send(current.id, prompt)
     except BaseException:
         if new_chat:  # the message was refused: the chat opened for it must not stay behind, empty
             with contextlib.suppress(Exception):
@@ -260,14 +273,17 @@ def _chat_table(rows: list[tuple[Chat, str]], last: str = "title") -> None:
 
 @chats_group.command("show")
 @click.argument("chat_id", type=int)
+@click.option("--all-branches", is_flag=True, help="Every message of every branch, each with its id and parent.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def chats_show(chat_id: int, as_json: bool) -> None:
-    """Print a chat's messages."""
+def chats_show(chat_id: int, all_branches: bool, as_json: bool) -> None:
+    """Print a chat's messages: the branch it shows ("‹ 2/3 ›" where a turn has alternatives)."""
     history = _history()
     current = history.get_chat(chat_id)
-    messages = history.messages(chat_id)
+    messages = history.all_messages(chat_id) if all_branches else history.messages(chat_id)
+    alternatives = history.alternatives(chat_id)
     if as_json:
-        emit_json({**current.to_json(), "messages": [m.to_json() for m in messages]})
+        shown = [{**m.to_json(), "alternative": list(alternatives.get(m.id, (1, 1)))} for m in messages]
+        emit_json({**current.to_json(), "messages": shown})
         return
     click.secho(f"chat {current.id}: {clean(current.title or '(untitled)', one_line=True)}", bold=True)
     click.secho(f"{clean(current.model_id or '')} · created {_when(current.created_at)}", dim=True)
@@ -277,6 +293,10 @@ def chats_show(chat_id: int, as_json: bool) -> None:
         label = m.role
         if m.partial:
             label += " (interrupted)" if m.interrupted else " (partial)"
+        if all_branches:
+            label = f"#{m.id} {label}" + (f" after #{m.parent_id}" if m.parent_id is not None else "")
+        elif m.id in alternatives:
+            label += " ‹ {}/{} ›".format(*alternatives[m.id])
         click.secho(f"\n{label}:", bold=True, fg="cyan" if m.role == "user" else "green")
         click.echo(clean(m.content))
 
@@ -311,7 +331,9 @@ def chats_rm(chat_ids: tuple[int, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def chats_search(text: str, as_json: bool) -> None:
     """Find chats whose title or messages contain TEXT."""
-    hits = _history().search(text)
+    from ..chat_search import search
+
+    hits = search(_history(), text)
     if as_json:
         emit_json([h.to_json() for h in hits])
         return
@@ -335,10 +357,9 @@ def chats_search(text: str, as_json: bool) -> None:
 )
 def chats_export(chat_id: int, output: Path | None, fmt: str | None) -> None:
     """Export a chat as Markdown or JSON."""
-    from .. import paths
+    from .. import chat_export, paths
 
-    history = _history()
-    text = history.export(chat_id, fmt or history.export_format(output))
+    text = chat_export.export(_history(), chat_id, fmt or chat_export.export_format(output))
     if output is None:  # piped, the export is the chat byte for byte; on a terminal, no escape codes act
         click.echo(clean(text) if sys.stdout.isatty() else text, nl=False)
         return

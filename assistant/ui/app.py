@@ -270,6 +270,8 @@ class AssistantApp(App[None]):
             return self.conversation.can_stop
         if action in ("rename_chat", "delete_chat") and self.chat is None:
             return False
+        if action in ("regenerate", "edit_message", "branch_prev", "branch_next"):
+            return False if self.chat is None else None if self.generating else True
         if action in ("pick_model", "delete_chat", "new_chat"):
             return None if self.generating else True
         return True
@@ -327,6 +329,18 @@ class AssistantApp(App[None]):
 
     def action_catalog(self) -> None:
         chat_tools.catalog(self)
+
+    async def action_regenerate(self) -> None:
+        await self.conversation.regenerate()
+
+    def action_edit_message(self) -> None:
+        self.conversation.edit_message()
+
+    def action_branch_prev(self) -> None:
+        self.conversation.step_branch(-1)
+
+    def action_branch_next(self) -> None:
+        self.conversation.step_branch(1)
 
     def action_copy_reply(self) -> None:
         self.conversation.copy_reply()

@@ -8,11 +8,14 @@ Nothing here imports textual: the backend and what it returns are plain Python, 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..errors import AssistantError
 
 if TYPE_CHECKING:
     from ..chat import CancelToken, ChatEngine, Chunk
@@ -42,6 +45,7 @@ class StoredTurn:
     partial: bool = False
     notice: str | None = None
     message_id: int | None = None  # its row in the history (a search hit opens the chat at it)
+    alternative: tuple[int, int] | None = None  # (2, 3): the second of three versions of this turn
 
 
 @dataclass
@@ -118,15 +122,31 @@ class Backend:
     def list_chats(self) -> list[ChatSummary]:
         return [_summary(chat) for chat in self.session.history.list_chats()]
 
-    def open_chat(self, chat_id: int | str) -> tuple[ChatSummary, list[StoredTurn]]:
+    def open_chat(self, chat_id: int | str, at_message: int | None = None) -> tuple[ChatSummary, list[StoredTurn]]:
+        """The chat and the branch it shows; ``at_message`` (a search hit) on another branch shows that one."""
         history = self.session.history
         chat = history.get_chat(int(chat_id))
+        shown = history.messages(chat.id)
+        if at_message is not None and all(m.id != at_message for m in shown):
+            with contextlib.suppress(AssistantError):  # deleted since the search: the chat as it is
+                history.switch(chat.id, at_message)
+                shown = history.messages(chat.id)
+        alternatives = history.alternatives(chat.id)
         turns = [
-            StoredTurn(role=m.role, content=m.content, partial=m.partial, message_id=m.id)
-            for m in history.messages(chat.id)
+            StoredTurn(m.role, m.content, m.partial, message_id=m.id, alternative=alternatives.get(m.id))
+            for m in shown
             if m.role != "system"
         ]
         return _summary(chat), turns
+
+    def your_messages(self, chat_id: int | str) -> list[tuple[int, str]]:
+        """(id, text) of each of the user's messages on the branch shown, newest first (what edit offers)."""
+        shown = self.session.history.messages(int(chat_id))
+        return [(m.id, m.content) for m in reversed(shown) if m.role == "user"]
+
+    def step_branch(self, chat_id: int | str, message_id: int, step: int) -> bool:
+        """Show the previous (-1) or next (1) version of a turn; False when there is none that way."""
+        return self.session.history.step_branch(int(chat_id), message_id, step) is not None
 
     def create_chat(self, first_message: str, model_id: str, setup: ChatSetup | None = None) -> ChatSummary:
         """A new chat titled from its first message, with ``setup``'s system prompt and options when the
@@ -167,8 +187,10 @@ class Backend:
         self.session.history.add_message(int(chat_id), "user", text)
 
     def search(self, text: str) -> list[SearchResult]:
-        """Chats by title or by the words of their messages (``History.search``: SQLite FTS5)."""
-        return [SearchResult(_summary(h.chat), h.message_id, h.snippet) for h in self.session.history.search(text)]
+        """Chats by title or by the words of their messages (``chat_search.search``: SQLite FTS5)."""
+        from ..chat_search import search
+
+        return [SearchResult(_summary(h.chat), h.message_id, h.snippet) for h in search(self.session.history, text)]
 
     def rename_chat(self, chat_id: int | str, title: str) -> None:
         self.session.history.rename(int(chat_id), title)
@@ -178,11 +200,11 @@ class Backend:
 
     def export_chat(self, chat_id: int | str, path: Path) -> Path:
         """Write the chat to ``path``: JSON when it ends in .json, else Markdown (never a half-written file)."""
-        from .. import paths
+        from .. import chat_export, paths
 
         path = path.expanduser()
-        history = self.session.history
-        paths.write_text_atomic(path, history.export(int(chat_id), history.export_format(path)))
+        text = chat_export.export(self.session.history, int(chat_id), chat_export.export_format(path))
+        paths.write_text_atomic(path, text)
         return path
 
     def count_context(self, chat_id: int | str, engine: ChatEngine) -> int:
@@ -195,8 +217,30 @@ class Backend:
     ) -> None:
         """Store the user's message, then generate the reply (stored as it grows; partial if cancelled),
         calling ``on_chunk`` for each chunk from the engine's own thread (``Turn.run``)."""
+        self._continue(chat_id, model_id).send(int(chat_id), text, cancel=cancel).run(on_chunk)
+
+    def regenerate(
+        self, chat_id: int | str, model_id: str, cancel: CancelToken, on_chunk: Callable[[Chunk], None]
+    ) -> None:
+        """A new reply to the chat's last message, the old one kept as an alternative (``ChatSession``)."""
+        self._continue(chat_id, model_id).regenerate(int(chat_id), cancel=cancel).run(on_chunk)
+
+    def edit(
+        self,
+        chat_id: int | str,
+        model_id: str,
+        message_id: int,
+        text: str,
+        cancel: CancelToken,
+        on_chunk: Callable[[Chunk], None],
+    ) -> None:
+        """``text`` in place of the user's message ``message_id`` (a new branch), and its reply."""
+        session = self._continue(chat_id, model_id)
+        session.edit(int(chat_id), message_id, text, cancel=cancel).run(on_chunk)
+
+    def _continue(self, chat_id: int | str, model_id: str) -> ChatSession:
         session = self.session
         chat = session.history.get_chat(int(chat_id))
         if chat.model_id != model_id:
             session.history.update_chat(chat.id, model_id=model_id)  # the chat continues with the model in use
-        session.send(chat.id, text, cancel=cancel).run(on_chunk)
+        return session

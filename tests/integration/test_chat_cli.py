@@ -228,3 +228,38 @@ def test_repl_new_and_ctrl_c(installed_models: dict[str, object]) -> None:
     assert second[1].partial and second[1].finish_reason == "cancelled" and second[1].content
     assert "Traceback" not in term.text()
     history.close()
+
+
+@pytest.mark.slow
+def test_regenerate_keeps_the_old_reply_and_all_branches_shows_both(installed_models: dict[str, object]) -> None:
+    first = run_cli("chat", "-p", "Name a colour.", "--json", *FAST)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    chat_id = str(data["chat_id"])
+    again = run_cli("chat", "--chat", chat_id, "--regenerate", "--json", "--temperature", "0.9", "--seed", "5")
+    assert again.returncode == 0, again.stderr
+    redo = json.loads(again.stdout)
+    assert (
+        redo["chat_id"] == data["chat_id"] and redo["text"].strip() and redo["prompt_tokens"] == data["prompt_tokens"]
+    )
+
+    shown = json.loads(run_cli("chats", "show", chat_id, "--json").stdout)
+    assert [(m["role"], m["content"]) for m in shown["messages"]] == [
+        ("user", "Name a colour."),
+        ("assistant", redo["text"]),
+    ]
+    assert [m["alternative"] for m in shown["messages"]] == [[1, 1], [2, 2]]
+    every = json.loads(run_cli("chats", "show", chat_id, "--all-branches", "--json").stdout)["messages"]
+    assert [m["content"] for m in every] == ["Name a colour.", data["text"], redo["text"]]
+    assert every[1]["parent_id"] == every[2]["parent_id"] == every[0]["id"]
+    text = run_cli("chats", "show", chat_id).stdout
+    assert "assistant ‹ 2/2 ›:" in text and data["text"].strip() not in text.replace(redo["text"], "")
+    assert (
+        f"#{every[2]['id']} assistant after #{every[0]['id']}:"
+        in run_cli("chats", "show", chat_id, "--all-branches").stdout
+    )
+
+    assert "--regenerate" in assert_one_line_error(run_cli("chat", "--regenerate"))
+    assert "--regenerate" in assert_one_line_error(run_cli("chat", "--chat", chat_id, "--regenerate", "-p", "x"))
+    empty = run_cli("chats", "show", chat_id, "--json")
+    assert len(json.loads(empty.stdout)["messages"]) == 2  # a refusal stores nothing

@@ -161,3 +161,38 @@ def test_chat_settings_dialog(snap_compare: Snap, size: tuple[int, int]) -> None
         await pilot.wait_for_scheduled_animations()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_regenerated_reply_shows_its_versions(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Ctrl+L after a reply: the new reply, marked as the second of two versions."""
+    app = chat_app()
+
+    async def run_before(pilot: Any) -> None:
+        await converse("Write an add function in Python")(pilot)
+        engine = app.backend.session.engine(app.model_id)
+        assert isinstance(engine, ScriptedEngine)
+        engine.enqueue("Use `operator.add`: it is the same function, already written.")
+        await pilot.press("ctrl+l")
+        await wait_until(pilot, lambda: "‹ 2/2 ›" in str(app.screen.query(".role.-branched").first().render())
+                         if app.screen.query(".role.-branched") else False, "the versions marker")  # fmt: skip
+        app.query_one(PromptBar).cursor_blink = False
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (40, 20)], ids=["120x40", "40x20"])
+def test_edit_message_picker(snap_compare: Snap, size: tuple[int, int]) -> None:
+    """Ctrl+Up: your messages on the branch shown, newest first."""
+    from assistant.ui.screens.edit_message import PickMessage
+
+    app = chat_app()
+
+    async def run_before(pilot: Any) -> None:
+        await converse("Write an add function in Python")(pilot)
+        await pilot.press("ctrl+up")
+        await wait_until(pilot, lambda: isinstance(app.screen, PickMessage), "the message picker")
+        await pilot.wait_for_scheduled_animations()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

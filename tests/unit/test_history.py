@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant import db
+from assistant import chat_export, db
 from assistant.chat import Stats
+from assistant.chat_search import search
 from assistant.errors import AssistantError
 from assistant.history import History, title_from
 
@@ -115,15 +116,15 @@ def test_search_titles_and_contents(history: History) -> None:
     history.add_message(cooking.id, "assistant", "About 7 minutes for a 100% jammy yolk.")
     other = history.create_chat(title="xyz")
 
-    assert [h.chat.id for h in history.search("rivers")] == [rivers.id]  # case-insensitive, title match
-    assert history.search("rivers")[0].message_id is None
-    hits = history.search("JAMMY")
+    assert [h.chat.id for h in search(history, "rivers")] == [rivers.id]  # case-insensitive, title match
+    assert search(history, "rivers")[0].message_id is None
+    hits = search(history, "JAMMY")
     assert [h.chat.id for h in hits] == [cooking.id]
     assert hits[0].message_id is not None and "jammy" in hits[0].snippet
-    assert [h.chat.id for h in history.search("100%")] == [cooking.id]  # % is literal, not a wildcard
-    assert history.search("1_0") == []  # so is _
-    assert history.search("   ") == []
-    assert other.id not in {h.chat.id for h in history.search("e")}
+    assert [h.chat.id for h in search(history, "100%")] == [cooking.id]  # % is literal, not a wildcard
+    assert search(history, "1_0") == []  # so is _
+    assert search(history, "   ") == []
+    assert other.id not in {h.chat.id for h in search(history, "e")}
 
 
 def test_export_markdown(history: History) -> None:
@@ -131,7 +132,7 @@ def test_export_markdown(history: History) -> None:
     history.add_message(chat.id, "user", "Name a river.")
     reply_id = history.start_reply(chat.id, "m:a")
     history.finish_reply(reply_id, "The Danube.", Stats(finish_reason="cancelled"), partial=True)
-    text = history.export_markdown(chat.id)
+    text = chat_export.export_markdown(history, chat.id)
     assert text.startswith("# Name a river.\n")
     assert "- model: m:a" in text and "temperature=0" in text
     assert "## System\n\nBe brief." in text
@@ -222,17 +223,17 @@ def test_full_text_search_finds_words_and_prefixes_and_follows_edits(history: Hi
     chat = history.create_chat(title="geography")
     history.add_message(chat.id, "user", "Which river flows through Vienna and Budapest?")
     reply = history.start_reply(chat.id, "m:a")  # a reply is written as it streams: the index follows its updates
-    assert history.search("danube") == []
+    assert search(history, "danube") == []
     history.finish_reply(reply, "The Danube does; it crosses ten countries.", Stats(), partial=False)
-    hits = history.search("danu")  # a prefix of a word
+    hits = search(history, "danu")  # a prefix of a word
     assert [(h.chat.id, h.snippet) for h in hits] == [(chat.id, "The Danube does; it crosses ten countries.")]
-    assert [h.chat.id for h in history.search("vienna budapest")] == [chat.id]  # every word, in any order
-    assert history.search("vienna paris") == []
+    assert [h.chat.id for h in search(history, "vienna budapest")] == [chat.id]  # every word, in any order
+    assert search(history, "vienna paris") == []
     # FTS5 syntax in the query is words, not operators: OR is one more word to find, quotes are no phrase
-    assert history.search("danube OR nowhere") == [] and history.search('"danube" NOT') == []
-    assert [h.chat.id for h in history.search('"ten danube"')] == [chat.id]
+    assert search(history, "danube OR nowhere") == [] and search(history, '"danube" NOT') == []
+    assert [h.chat.id for h in search(history, '"ten danube"')] == [chat.id]
     history.delete(chat.id)
-    assert history.search("danube") == []  # deleting the chat (its messages by cascade) leaves the index
+    assert search(history, "danube") == []  # deleting the chat (its messages by cascade) leaves the index
 
 
 def test_the_search_index_is_built_for_a_database_made_before_it(tmp_path: Path) -> None:
@@ -250,5 +251,5 @@ def test_the_search_index_is_built_for_a_database_made_before_it(tmp_path: Path)
     conn.execute("DELETE FROM _migrations WHERE name = 'history_002_messages_fts'")
     conn.close()
     again = db.connect(path)
-    assert [h.chat.id for h in History(again).search("danube")] == [chat.id]
+    assert [h.chat.id for h in search(History(again), "danube")] == [chat.id]
     again.close()

@@ -1,4 +1,4 @@
-"""Search the chats: titles, and every word of the messages (``History.search``, SQLite FTS5).
+"""Search the chats: titles, and every word of the messages (``chat_search.search``, SQLite FTS5).
 
 Each keystroke starts a search in a thread worker (the newest cancels the one before); the list shows one
 hit per chat, its title and the text around the match, as plain text. Enter on a hit (or on the query: the

@@ -37,31 +37,61 @@ class NoticeView(Static):
         super().__init__(clean(text), markup=False, classes="notice")
 
 
-class UserTurn(Vertical):
+class Turn(Vertical):
+    """A message in the log: its row in the history (None for one sent this session, until the chat is read
+    again) and, when it has other versions (regenerated, edited), which one it is: "‹ 2/3 ›". A turn with
+    versions can take the focus (Tab), so the branch keys pick it."""
+
+    ROLE = ""
+
+    def __init__(self, text: str, classes: str, message_id: int | None, alternative: tuple[int, int] | None) -> None:
+        super().__init__(classes=classes)
+        self.text = text
+        self.message_id = message_id
+        self.alternative = alternative
+        self.can_focus = alternative is not None
+
+    def role_label(self) -> Label:
+        if self.alternative is None:
+            return Label(self.ROLE, classes="role")
+        return Label("{}  ‹ {}/{} ›".format(self.ROLE, *self.alternative), classes="role -branched")
+
+
+class UserTurn(Turn):
     """What the user sent, shown verbatim (no Markdown: it is their text, not a rendering)."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(classes="turn user")
-        self.text = text
+    ROLE = "You"
+
+    def __init__(self, text: str, message_id: int | None = None, alternative: tuple[int, int] | None = None) -> None:
+        super().__init__(text, "turn user", message_id, alternative)
 
     def compose(self) -> ComposeResult:
-        yield Label("You", classes="role")
+        yield self.role_label()
         yield Static(clean(self.text), markup=False, classes="body")
 
 
-class ReplyTurn(Vertical):
+class ReplyTurn(Turn):
     """An assistant reply: Markdown that can grow while it streams, marked when it was cut short."""
 
-    def __init__(self, text: str = "", *, partial: bool = False, streaming: bool = False) -> None:
-        super().__init__(classes="turn assistant")
-        self.text = text
+    ROLE = "Assistant"
+
+    def __init__(
+        self,
+        text: str = "",
+        *,
+        partial: bool = False,
+        streaming: bool = False,
+        message_id: int | None = None,
+        alternative: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(text, "turn assistant", message_id, alternative)
         self.partial = partial
         self._streaming = streaming
 
     def compose(self) -> ComposeResult:
         from textual.widgets import Markdown  # not needed for the first frame: imported with the first reply
 
-        yield Label("Assistant", classes="role")
+        yield self.role_label()
         yield Markdown(clean(self.text), classes="body")
         yield Label("⏸ partial: stopped before the end", classes="partial-mark")
 
@@ -111,15 +141,30 @@ class ChatLog(VerticalScroll, can_focus=True):
         self.query_one(".hint").display = False
         await self.mount(widget)
 
-    async def add_user(self, text: str) -> UserTurn:
-        turn = UserTurn(text)
+    async def add_user(
+        self, text: str, message_id: int | None = None, alternative: tuple[int, int] | None = None
+    ) -> UserTurn:
+        turn = UserTurn(text, message_id, alternative)
         await self._add(turn)
         return turn
 
-    async def add_reply(self, text: str = "", *, partial: bool = False, streaming: bool = False) -> ReplyTurn:
-        turn = ReplyTurn(text, partial=partial, streaming=streaming)
+    async def add_reply(
+        self,
+        text: str = "",
+        *,
+        partial: bool = False,
+        streaming: bool = False,
+        message_id: int | None = None,
+        alternative: tuple[int, int] | None = None,
+    ) -> ReplyTurn:
+        turn = ReplyTurn(text, partial=partial, streaming=streaming, message_id=message_id, alternative=alternative)
         await self._add(turn)
         return turn
+
+    @property
+    def messages(self) -> list[Turn]:
+        """The user turns and replies, in order (no notices)."""
+        return list(self.query(Turn))
 
     async def add_notice(self, text: str) -> NoticeView:
         notice = NoticeView(text)

@@ -35,6 +35,7 @@ from ..pacing import QuietStreaming, ReplyPump, StreamPacer
 from ..workers import report_failure
 from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .prompt_bar import PromptBar
+from .versions import Versions
 from .voice import VoicePanel
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class DictationPanel(VoicePanel):
         self.dictating = self.busy
 
 
-class Conversation(Vertical):
+class Conversation(Versions, Vertical):
     """One chat on screen and the reply being written into it; see the module docstring."""
 
     generating: reactive[bool] = reactive(False, bindings=True, init=False)
@@ -106,6 +107,7 @@ class Conversation(Vertical):
         self._said_no_tts = False
         self._speed_shown = 0.0
         self._at_message: int | None = None  # the message a search hit opens the chat at
+        self._editing = self._redo = self._focus_turn = None  # the versions of a turn (``Versions``)
         self.pending_setup: ChatSetup | None = None  # chat settings set before a new chat's first message
 
     def compose(self) -> ComposeResult:
@@ -137,8 +139,8 @@ class Conversation(Vertical):
 
     @property
     def can_stop(self) -> bool:
-        """Whether Esc has something to stop: a reply, or a dictation."""
-        return self.generating or self.voice.busy
+        """Whether Esc has something to stop: a reply, a dictation, or an edit."""
+        return self.generating or self.voice.busy or self._editing is not None
 
     def focus_prompt(self) -> None:
         self.prompt.focus()
@@ -186,7 +188,7 @@ class Conversation(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="chats")
     def _read_chat(self, chat: ChatSummary) -> None:
         backend, engine = self.host.backend, self.host.engine
-        summary, turns = backend.open_chat(chat.id)
+        summary, turns = backend.open_chat(chat.id, self._at_message)
         used = backend.count_context(chat.id, engine) if engine is not None else None
         installed = summary.model_id is not None and summary.model_id in backend.installed_llms()
         if not get_current_worker().is_cancelled:
@@ -204,12 +206,19 @@ class Conversation(Vertical):
                 await log.add_notice(turn.notice)
             shown: Widget | None = None
             if turn.role == "user":
-                shown = await log.add_user(turn.content)
+                shown = await log.add_user(turn.content, turn.message_id, turn.alternative)
             elif turn.role == "assistant":
-                shown = await log.add_reply(turn.content, partial=turn.partial)
+                shown = await log.add_reply(
+                    turn.content, partial=turn.partial, message_id=turn.message_id, alternative=turn.alternative
+                )
             if shown is not None and turn.message_id is not None and turn.message_id == self._at_message:
                 found = shown
         self._at_message = None
+        if self._focus_turn is not None:  # a branch step: the turn stepped keeps the focus
+            turns = log.messages
+            if self._focus_turn < len(turns) and turns[self._focus_turn].can_focus:
+                turns[self._focus_turn].focus(scroll_visible=False)
+            self._focus_turn = None
         if found is not None:  # a search hit: show its message (the log stops following the end)
             found.add_class("-found")
             log.release_anchor()
@@ -304,7 +313,20 @@ class Conversation(Vertical):
             return
         log = self.chat_log
         log.anchor()  # sending always follows the reply, even if the user had scrolled up
+        if self._editing is not None:  # the edited message and what followed it leave the view (not the chat)
+            self._redo = ("edit", self._editing[0])
+            await self._drop_from(self._editing)
+            self._end_edit()
         user_turn = await log.add_user(text)
+        await self._start_reply()
+        engine = self.host.engine
+        if engine is None:  # the app is starting or the model loading: the reply starts once it is loaded
+            self._waiting, self._waiting_turn = text, user_turn
+            return
+        self._generate(engine, self.chat, text, self._cancel)
+
+    async def _start_reply(self) -> None:
+        log = self.chat_log
         self._reply = await log.add_reply(streaming=True)
         self._reply_chat = self.chat
         from ...chat import CancelToken
@@ -313,11 +335,6 @@ class Conversation(Vertical):
         self.tokens_per_second = None
         self.generating = True
         self.pacer.restart()
-        engine = self.host.engine
-        if engine is None:  # the app is starting or the model loading: the reply starts once it is loaded
-            self._waiting, self._waiting_turn = text, user_turn
-            return
-        self._generate(engine, self.chat, text, self._cancel)
 
     def watch_generating(self, generating: bool) -> None:
         if generating:
@@ -342,7 +359,13 @@ class Conversation(Vertical):
         settled.wait(SETTLE_TIMEOUT)
         pump = ReplyPump(self.post_message, self.pacer, get_current_worker(), cancel, self._new_speaker())
         self._speaker = pump.speaker
-        backend.reply(chat.id, engine.model_id, text, cancel, pump)
+        redo = self._redo
+        if redo is None:
+            backend.reply(chat.id, engine.model_id, text, cancel, pump)
+        elif redo[1] is None:
+            backend.regenerate(chat.id, engine.model_id, cancel, pump)
+        else:
+            backend.edit(chat.id, engine.model_id, redo[1], text, cancel, pump)
         pump.flush()
         stats = pump.stats
         partial = cancel.cancelled or (stats is not None and stats.finish_reason == "cancelled")
@@ -417,6 +440,10 @@ class Conversation(Vertical):
                 self.context_used = stats.prompt_tokens + stats.completion_tokens
         if stats is not None and stats.finish_reason == "length":
             await self._show_notice("reply cut at the max_tokens limit (chat.max_tokens)")
+        if self._redo is not None:
+            self._redo = None
+            if self.chat is not None and self.chat.id == message.chat_id:
+                self._read_chat(self.chat)  # the turn's versions, "‹ 2/2 ›", as stored
 
     async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if report_failure(self, event) is not None and event.worker.group == "generate":
@@ -424,6 +451,9 @@ class Conversation(Vertical):
                 await self._reply.finish(partial=True)
             self._reply = None
             self.generating = False
+            if self._redo is not None and self.chat is not None:
+                self._redo = None
+                self._read_chat(self.chat)  # the chat as stored: the old version is still there
 
     # -- stopping ---------------------------------------------------------------------------------------
 
@@ -432,6 +462,10 @@ class Conversation(Vertical):
         was written is kept) and the voice reading it."""
         if self.voice.busy and not self.generating:
             self.voice.cancel()  # Esc drops a recording: no text
+            return
+        if self._editing is not None and not self.generating:
+            self._end_edit()
+            self.prompt.clear()
             return
         if self._waiting is not None:  # not sent yet: back into the box
             self.call_later(self._take_back_waiting)
