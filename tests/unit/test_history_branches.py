@@ -130,10 +130,8 @@ def test_a_reply_that_failed_is_answered_by_regenerate(session: ChatSession, eng
     assert _shown(session, chat.id) == ["unanswered", "Answered."]
 
 
-def test_an_old_database_upgrades_in_place_as_one_branch(tmp_path: Path) -> None:
-    """A database the last release made (history migrations 001 and 002) keeps every message, in order,
-    the newest shown, and new messages follow it."""
-    path = tmp_path / "release.db"
+def _release_database(path: Path) -> Path:
+    """A database as the last release made it (history migrations 001 and 002): one chat of four messages."""
     old = sqlite3.connect(path)
     old.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
     for name, sql in MIGRATIONS:
@@ -148,14 +146,51 @@ def test_an_old_database_upgrades_in_place_as_one_branch(tmp_path: Path) -> None
         )
     old.commit()
     old.close()
+    return path
 
-    conn = db.connect(path)
+
+def test_an_old_database_upgrades_in_place_as_one_branch(tmp_path: Path) -> None:
+    """Every message kept, in order, the newest shown, and new messages follow it."""
+    conn = db.connect(_release_database(tmp_path / "release.db"))
     history = History(conn)
     assert [m.content for m in history.messages(1)] == ["one", "two", "three", "four"]
     assert [m.parent_id for m in history.messages(1)] == [None, 1, 2, 3]
     assert history.alternatives(1) == {}
     history.add_message(1, "user", "five")
     assert [m.content for m in history.messages(1)][-2:] == ["four", "five"]
+    conn.close()
+
+
+def test_repair_chains_an_old_database_and_keeps_a_branched_one_whole(tmp_path: Path) -> None:
+    """``doctor --repair`` copies rows into a fresh database: an old one's messages come out as one branch,
+    and a branched one whose shown reply was lost shows the newest message left, nothing dropped."""
+    from assistant import doctor
+
+    fresh = tmp_path / "fresh.db"
+    db.connect(fresh).close()
+    doctor._merge(_release_database(tmp_path / "release.db"), fresh)
+    conn = db.connect(fresh)
+    assert [m.content for m in History(conn).messages(1)] == ["one", "two", "three", "four"]
+    conn.close()
+
+    branched = tmp_path / "branched.db"
+    conn = db.connect(branched)
+    history = History(conn)
+    chat = history.create_chat(title="t")
+    question = history.add_message(chat.id, "user", "q")
+    history.add_message(chat.id, "assistant", "first answer")
+    shown = history.add_message(chat.id, "assistant", "second answer", parent=question.id)
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("DELETE FROM messages WHERE id = ?", (shown.id,))  # a page of the damaged file lost it
+    conn.execute("UPDATE chats SET head_id = ? WHERE id = ?", (shown.id, chat.id))
+    conn.commit()
+    conn.close()
+    again = tmp_path / "again.db"
+    db.connect(again).close()
+    counts = doctor._merge(branched, again)
+    assert counts["chats"] == 1 and counts["messages"] == 2
+    conn = db.connect(again)
+    assert [m.content for m in History(conn).messages(chat.id)] == ["q", "first answer"]
     conn.close()
 
 
