@@ -90,6 +90,13 @@ class SpeechSettings(_Section):
     word_timestamps: bool = Field(False, description="Compute per-word timestamps.")
     auto_send: bool = Field(False, description="Send dictated text at once instead of leaving it for editing.")
     speak_replies: bool = Field(False, description="Read replies aloud with espeak-ng when it is installed.")
+    pause: float = Field(
+        1.0, ge=0.2, le=10.0, description="Voice mode and 'talk': seconds of silence that end what you say and send it."
+    )
+    barge_in: bool = Field(
+        False,
+        description="Voice mode: your speech interrupts the reading (for headphones; on loudspeakers the app would hear itself).",
+    )
     input_device: str | None = Field(None, description="Microphone (sounddevice name or index); unset = default.")
 
 

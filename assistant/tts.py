@@ -21,8 +21,12 @@ INSTALL_HINT = "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng)"
 MISSING_HINT = f"{INSTALL_HINT}, or set speech.speak_replies = false"
 # A sentence ends at . ! ? or a newline, followed by whitespace; "3.5" and "e.g.x" do not end one.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# A line that opens or closes a fenced code block: read as one "code block omitted", its code not at all.
+_FENCE = re.compile(r"^\s*(```|~~~)")
+CODE_OMITTED = "code block omitted."
 # Markdown a listener should not hear: emphasis marks, code fences, heading hashes, link targets.
 _MARKUP = re.compile(r"```[^\n]*|[*_`#>]+|\]\([^)]*\)|\[")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" ([,.;:!?])")  # "**this**:" -> "this:", not "this :"
 
 
 def executable() -> str | None:
@@ -43,7 +47,7 @@ def _require() -> str:
 
 def clean(text: str) -> str:
     """What to say for a piece of Markdown: the words, not the markup."""
-    return " ".join(_MARKUP.sub(" ", text).split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(_MARKUP.sub(" ", text).split()))
 
 
 def _command(exe: str, voice: str | None, speed: int | None, out: Path | None) -> list[str]:
@@ -80,6 +84,7 @@ class Speaker:
         self.speed = speed
         self.errors: list[str] = []
         self._pending = ""
+        self._in_code = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
@@ -94,19 +99,37 @@ class Speaker:
             self._queue.put(spoken)
 
     def feed(self, text: str) -> None:
-        """Add streamed reply text; every sentence completed by it is queued."""
+        """Add streamed reply text; every sentence completed by it is queued. A fenced code block is said
+        as "code block omitted", once, and its code is skipped."""
         self._pending += text
         parts = _SENTENCE_END.split(self._pending)
         self._pending = parts.pop()
         for sentence in parts:
+            self._sentence(sentence)
+
+    def _sentence(self, sentence: str) -> None:
+        if _FENCE.match(sentence):
+            self._in_code = not self._in_code
+            if self._in_code:
+                self.say(CODE_OMITTED)
+        elif not self._in_code:
             self.say(sentence)
 
     def finish(self, timeout: float | None = None) -> None:
         """Speak what is left of the fed text and wait until everything queued has been said."""
         if self._pending.strip():
-            self.say(self._pending)
+            self._sentence(self._pending)
         self._pending = ""
         self._queue.put(None)
+        self._thread.join(timeout)
+
+    @property
+    def speaking(self) -> bool:
+        """Still reading (or waiting for more of the reply to read): not finished and not stopped."""
+        return self._thread.is_alive() and not self._stopped.is_set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """After ``finish`` (or ``stop``): wait until the last sentence has been spoken (or silenced)."""
         self._thread.join(timeout)
 
     def stop(self) -> None:

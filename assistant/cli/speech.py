@@ -450,10 +450,8 @@ def _speaker(speak: bool) -> Any:
 @click.option(
     "--pause",
     type=click.FloatRange(0.2, 10.0),
-    default=1.0,
-    show_default=True,
     metavar="SECONDS",
-    help="Silence that ends what you say and sends it.",
+    help="Silence that ends what you say and sends it (default: config speech.pause, 1 s).",
 )
 def talk(
     device: str | None,
@@ -461,7 +459,7 @@ def talk(
     chat_model: str | None,
     speech_model: str | None,
     speak: bool | None,
-    pause: float,
+    pause: float | None,
 ) -> None:
     """Voice chat: speak, pause, and what you said is sent; the reply streams (and is read aloud if enabled).
 
@@ -476,7 +474,9 @@ def talk(
     session, chat = _open_session(chat_model)
     try:
         while True:
-            text, _, _ = _dictate_once(transcriber, source, pause, show=True, label="you: ", talk=True)
+            text, _, _ = _dictate_once(
+                transcriber, source, pause or settings.speech.pause, show=True, label="you: ", talk=True
+            )
             if text.strip():
                 _reply(text, session, chat, speaker)
             if from_file is not None:

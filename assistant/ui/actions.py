@@ -42,6 +42,14 @@ ACTIONS: tuple[Action, ...] = (
         "Dictate",
         "Speak instead of typing: start, or stop and put the text in the prompt",
     ),
+    Action(
+        "voice_mode",
+        "f10",
+        "Voice",
+        "Voice mode",
+        "Talk hands free: speak, pause to send, hear the reply, speak again; Ctrl+T interrupts it, Esc leaves",
+        show=False,
+    ),
     Action("copy_reply", "f2", "Copy reply", "Copy last reply", "Copy the last assistant reply to the clipboard"),
     Action("copy_code", "f3", "Copy code", "Copy last code block", "Copy the last fenced code block to the clipboard"),
     Action(

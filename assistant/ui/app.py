@@ -311,6 +311,9 @@ class AssistantApp(App[None]):
     def action_stop(self) -> None:
         self.conversation.stop()
 
+    def action_voice_mode(self) -> None:
+        self.conversation.toggle_voice_mode()
+
     def action_dictate(self) -> None:
         self.conversation.dictate()
 

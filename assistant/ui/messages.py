@@ -104,6 +104,10 @@ class ReplyFinished(Message):
         self.text = text
 
 
+class ReplyRead(Message):
+    """Voice mode: the reply was read out to its end, or silenced (it follows that reply's ReplyFinished)."""
+
+
 class DownloadProgressed(Message):
     """Bytes arrived for a pull (throttled: a few per second at most)."""
 

@@ -329,6 +329,20 @@ def test_speaker_speaks_each_sentence_as_it_completes(tmp_path: Path, monkeypatc
     assert log.read_text().splitlines() == ["Hello there.", "How are you?", "I am fine thanks."]
 
 
+def test_speaker_skips_code_blocks_and_markdown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "said.txt"
+    fake = tmp_path / "espeak-ng"
+    fake.write_text(f'#!/bin/sh\n/bin/cat >> "{log}"\necho >> "{log}"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}")
+    speaker = tts.Speaker()
+    reply = "Use **this**:\n\n```python\ndef add(a, b):\n    return a + b\n```\n\nIt costs 5 kg. Done"
+    for n in range(0, len(reply), 7):  # as it streams, in pieces that cut the fences
+        speaker.feed(reply[n : n + 7])
+    speaker.finish(timeout=30)
+    assert log.read_text().splitlines() == ["Use this:", "code block omitted.", "It costs 5 kg.", "Done"]
+
+
 def test_missing_espeak_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AssistantError, match="espeak-ng is not installed"):

@@ -30,13 +30,14 @@ from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
 
 from ...untrusted import clean
-from ..messages import ChatCreated, ChatOpened, ReplyFinished, ReplyPainted, ReplyStreamed, Settle
+from ..messages import ChatCreated, ChatOpened, ReplyFinished, ReplyPainted, ReplyRead, ReplyStreamed, Settle
 from ..pacing import QuietStreaming, ReplyPump, StreamPacer
 from ..workers import report_failure
 from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .prompt_bar import PromptBar
 from .versions import Versions
 from .voice import VoicePanel
+from .voice_mode import VoiceMode
 
 if TYPE_CHECKING:
     from ...chat import CancelToken, ChatEngine
@@ -81,7 +82,7 @@ class DictationPanel(VoicePanel):
         self.dictating = self.busy
 
 
-class Conversation(Versions, Vertical):
+class Conversation(Versions, VoiceMode, Vertical):
     """One chat on screen and the reply being written into it; see the module docstring."""
 
     generating: reactive[bool] = reactive(False, bindings=True, init=False)
@@ -139,8 +140,8 @@ class Conversation(Versions, Vertical):
 
     @property
     def can_stop(self) -> bool:
-        """Whether Esc has something to stop: a reply, a dictation, or an edit."""
-        return self.generating or self.voice.busy or self._editing is not None
+        """Whether Esc has something to stop: a reply, a dictation, an edit, voice mode."""
+        return self.generating or self.voice.busy or self._editing is not None or self.voice_mode
 
     def focus_prompt(self) -> None:
         self.prompt.focus()
@@ -319,6 +320,7 @@ class Conversation(Versions, Vertical):
             self._end_edit()
         user_turn = await log.add_user(text)
         await self._start_reply()
+        self.voice_reply_sent()
         engine = self.host.engine
         if engine is None:  # the app is starting or the model loading: the reply starts once it is loaded
             self._waiting, self._waiting_turn = text, user_turn
@@ -375,10 +377,14 @@ class Conversation(Versions, Vertical):
             else:
                 pump.speaker.finish(timeout=0)  # speak the rest in its own thread; do not wait for it
         self.post_message(ReplyFinished(chat.id, stats, partial, "".join(pump.parts)))
+        if self.voice_mode:  # listening resumes once the reply has been read out (or silenced)
+            if pump.speaker is not None:
+                pump.speaker.wait()
+            self.post_message(ReplyRead())
 
     def _new_speaker(self) -> Speaker | None:
         """A reader for this reply when ``speech.speak_replies`` is on (espeak-ng missing: said once)."""
-        if not self.host.settings.speech.speak_replies:
+        if not (self.host.settings.speech.speak_replies or self.voice_mode):
             return None
         from ... import tts
 
@@ -398,6 +404,8 @@ class Conversation(Versions, Vertical):
         for notice in message.notices:
             await self._show_notice(notice)
         if self._reply is not None and message.text:
+            if self.voice_mode and not self._reply.text:
+                self.voice_reply_started()
             await self._reply.append(message.text)
             self.call_after_refresh(self._painted, message.tokens)
         if message.prompt_tokens is not None and self._reply is not None:  # the meter moves as the reply streams
@@ -460,6 +468,9 @@ class Conversation(Versions, Vertical):
     def stop(self) -> None:
         """Esc: drop a recording, take back a message still waiting for the model, or stop the reply (what
         was written is kept) and the voice reading it."""
+        if self.voice_mode:
+            self.leave_voice_mode()
+            return
         if self.voice.busy and not self.generating:
             self.voice.cancel()  # Esc drops a recording: no text
             return
@@ -511,9 +522,22 @@ class Conversation(Versions, Vertical):
     # -- dictation (ui/widgets/voice.py) --------------------------------------------------------------
 
     def dictate(self) -> None:
-        self.voice.toggle()
+        if self.voice_mode:
+            self.barge_in()
+        else:
+            self.voice.toggle()
+
+    def on_reply_read(self, message: ReplyRead) -> None:
+        self.voice_reply_done()
+
+    def on_voice_panel_speech_heard(self, message: VoicePanel.SpeechHeard) -> None:
+        if self.voice_mode:
+            self.voice_speech_heard()
 
     def on_voice_panel_dictation_finished(self, message: VoicePanel.DictationFinished) -> None:
+        if self.voice_mode:
+            self.voice_heard(message.text)
+            return
         text = message.text.strip()
         if not text:
             self.notify("Nothing was heard.", severity="warning", timeout=3)

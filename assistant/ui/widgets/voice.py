@@ -67,7 +67,7 @@ class VoicePanel(Widget):
 
     DEFAULT_CSS = """
     VoicePanel { height: auto; display: none; padding: 0 1; background: $boost; }
-    VoicePanel.-active { display: block; }
+    VoicePanel.-active, VoicePanel.-voice-mode { display: block; }
     VoicePanel #voice-bar { height: 1; }
     VoicePanel #voice-dot { width: 2; color: $text-muted; }
     VoicePanel.-recording #voice-dot { color: $error; }
@@ -86,6 +86,9 @@ class VoicePanel(Widget):
             self.text = text
             self.audio_seconds = audio_seconds
             self.latency = latency
+
+    class SpeechHeard(Message):
+        """The first words of this dictation were heard (voice mode's barge-in listens for it)."""
 
     class DictationCancelled(Message):
         """The recording was dropped (``cancel()``): no text."""
@@ -134,6 +137,7 @@ class VoicePanel(Widget):
         self.committed = ""
         self.tentative = ""
         self._stop_requested = False
+        self._heard = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="voice-bar"):
@@ -153,7 +157,7 @@ class VoicePanel(Widget):
         if self.busy:
             return
         self.committed = self.tentative = ""
-        self._stop_requested = False
+        self._stop_requested = self._heard = False
         self._show_text()
         self.add_class("-active")
         self._set_state("starting…")
@@ -264,6 +268,13 @@ class VoicePanel(Widget):
     def on_voice_panel_transcript_changed(self, message: VoicePanel.TranscriptChanged) -> None:
         self.committed, self.tentative = message.committed, message.tentative
         self._show_text()
+        if (self.committed or self.tentative).strip() and not self._heard:
+            self._heard = True
+            self.post_message(self.SpeechHeard())
+
+    def show_state(self, text: str) -> None:
+        """Say what the panel's host is doing (voice mode: thinking, speaking)."""
+        self._set_state(text)
 
     def on_voice_panel_state_changed(self, message: VoicePanel.StateChanged) -> None:
         self._set_state(message.state)
