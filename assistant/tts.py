@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 from .errors import AssistantError
@@ -78,10 +79,13 @@ def synthesize(text: str, path: Path, *, voice: str | None = None, speed: int | 
 class Speaker:
     """Speaks sentences one after another in a background thread; ``stop()`` silences it at once."""
 
-    def __init__(self, *, voice: str | None = None, speed: int | None = None) -> None:
+    def __init__(
+        self, *, voice: str | None = None, speed: int | None = None, marks: dict[str, float] | None = None
+    ) -> None:
         self.exe = _require()
         self.voice = voice
         self.speed = speed
+        self.marks = marks  # gets the wall-clock times of the first sentence queued and of its voice starting
         self.errors: list[str] = []
         self._pending = ""
         self._in_code = False
@@ -96,6 +100,8 @@ class Speaker:
         """Queue ``text`` to be spoken as is (after whatever is already queued)."""
         spoken = clean(text)
         if spoken:
+            if self.marks is not None:
+                self.marks.setdefault("first_sentence", time.time())
             self._queue.put(spoken)
 
     def feed(self, text: str) -> None:
@@ -160,6 +166,8 @@ class Speaker:
                     text=True,
                 )
                 process = self._process
+            if self.marks is not None:
+                self.marks.setdefault("voice_start", time.time())
             _, err = process.communicate(item)
             # espeak-ng exits 0 even when it could not open the sound device; it only says so on stderr
             if process.returncode != -15 and err.strip():

@@ -5,9 +5,11 @@ numpy, faster_whisper and sounddevice load inside the commands, never at import 
 
 from __future__ import annotations
 
+import json
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -389,8 +391,9 @@ def _print_devices(devices: list[Any], as_json: bool) -> None:
         click.echo(clean(line, one_line=True))
 
 
-def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
-    """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``)."""
+def _reply(text: str, session: Any, chat: Any, speaker: Any, marks: dict[str, float] | None = None) -> None:
+    """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``); ``marks``
+    gets the wall-clock time of the reply's first text."""
     from ._chatting import ctrl_c_cancels
 
     turn = session.send(chat.id, text)
@@ -400,6 +403,8 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
             if chunk.notice:
                 click.secho(f"[{clean(chunk.notice)}]", err=True, dim=True)
             if chunk.text:
+                if marks is not None and not wrote:
+                    marks["first_text"] = time.time()
                 click.echo(clean(chunk.text), nl=False)
                 wrote = True
                 if speaker is not None:
@@ -410,7 +415,6 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any) -> None:
         speaker.finish()
         if speaker.errors:
             click.secho(f"could not read aloud: {clean(speaker.errors[-1], one_line=True)}", err=True, dim=True)
-            speaker.errors.clear()
 
 
 def _open_session(chat_model: str | None) -> tuple[Any, Any]:
@@ -424,12 +428,13 @@ def _open_session(chat_model: str | None) -> tuple[Any, Any]:
         raise
 
 
-def _speaker(speak: bool) -> Any:
+def _speaker(speak: bool, marks: dict[str, float] | None = None) -> Any:
+    """A voice for one reply (a ``Speaker`` reads one text to its end), or None when not reading aloud."""
     if not speak:
         return None
     from ..tts import Speaker
 
-    return Speaker()
+    return Speaker(marks=marks)
 
 
 @cli.command()
@@ -453,6 +458,11 @@ def _speaker(speak: bool) -> Any:
     metavar="SECONDS",
     help="Silence that ends what you say and sends it (default: config speech.pause, 1 s).",
 )
+@click.option(
+    "--timings",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append each turn's latency breakdown (end of speech, transcript, first text, first sentence, voice) as JSON.",
+)
 def talk(
     device: str | None,
     from_file: Path | None,
@@ -460,6 +470,7 @@ def talk(
     speech_model: str | None,
     speak: bool | None,
     pause: float | None,
+    timings: Path | None,
 ) -> None:
     """Voice chat: speak, pause, and what you said is sent; the reply streams (and is read aloud if enabled).
 
@@ -468,17 +479,29 @@ def talk(
     from .. import config
 
     settings = config.load()
+    speak = settings.speech.speak_replies if speak is None else speak
+    if speak:  # no espeak-ng: said now, not after the first turn
+        from ..errors import AssistantError
+        from ..tts import MISSING_HINT, available
+
+        if not available():
+            raise AssistantError("cannot read aloud: espeak-ng is not installed", MISSING_HINT)
     source = _source(device, from_file, False, None)
-    speaker = _speaker(settings.speech.speak_replies if speak is None else speak)
     transcriber = _load_transcriber(speech_model)
     session, chat = _open_session(chat_model)
+    speaker = None
     try:
         while True:
-            text, _, _ = _dictate_once(
+            text, final, _ = _dictate_once(
                 transcriber, source, pause or settings.speech.pause, show=True, label="you: ", talk=True
             )
+            marks = {"final": time.time()}
+            marks["speech_end"] = marks["final"] - final.latency
             if text.strip():
-                _reply(text, session, chat, speaker)
+                speaker = _speaker(speak, marks)
+                _reply(text, session, chat, speaker, marks)
+                if timings is not None:  # one JSON line per turn: the latency breakdown (benchmarks/voice_loop.py)
+                    _append_timings(timings, {"text": text, **{k: round(v, 4) for k, v in marks.items()}})
             if from_file is not None:
                 return
             source = _source(device, None, False, None)
@@ -486,6 +509,17 @@ def talk(
         if speaker is not None:
             speaker.stop()
         session.close()
+
+
+def _append_timings(path: Path, marks: dict[str, Any]) -> None:
+    from .. import paths
+    from ..errors import AssistantError
+
+    try:
+        with paths.private_file(path).open("a", encoding="utf-8") as out:
+            out.write(json.dumps(marks) + "\n")
+    except OSError as exc:
+        raise AssistantError(f"cannot write {path}: {exc.strerror}", "give --timings a writable file") from None
 
 
 @cli.command()

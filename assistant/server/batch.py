@@ -21,8 +21,8 @@ whitespace). A raw prompt
 
 Only the steps run on the llama thread: a driver thread hands them over, and they run back to back until
 other work is queued there (``llama_thread.waiting``), so a model load, an embedding or a new request's
-tokenizing runs between two steps instead of waiting for every reply to end. The event
-loop only hands requests in (``stream``) and takes text out (``call_soon_threadsafe`` into an asyncio queue).
+tokenizing runs between two steps instead of waiting for every reply to end. The event loop only hands
+requests in (``stream``) and takes text out (``generation.Handoff``: one wake-up per batch of pieces).
 
 A model served with one slot (``--parallel 1``, or too little memory for two) has no ``Batcher``: its requests
 take turns through ``generation.stream`` on the engine's own context, as before.
@@ -46,7 +46,7 @@ from ..errors import AssistantError
 from ..llama import llama_thread
 from ..prompt import shared_prefix
 from .errors import APIError, from_domain
-from .generation import Job, StopCutter, Usage, prompt_tokens
+from .generation import DONE, Handoff, Job, StopCutter, Usage, prompt_tokens
 
 if TYPE_CHECKING:
     from ..engine import FirstTokenSampler, LlamaEngine, ReplyText
@@ -57,8 +57,6 @@ log = logging.getLogger("assistant.serve")
 # as llama-bench's pp2/pp4 against pp1 shows), at most four, and only as many as memory holds (``fitting_slots``).
 AUTO_PER_CORE = 2
 AUTO_MAX = 4
-
-_DONE = object()
 
 
 def auto_parallel(cores: int | None = None) -> int:
@@ -156,12 +154,12 @@ class _Seq:
         self.usage.completion_tokens = self.n
         self.usage.finish_reason = "length" if reason == "length" and not self.cutter.stopped else "stop"
         self.emit(self.usage)
-        self.emit(_DONE)
+        self.emit(DONE)
         self.close()
 
     def fail(self, error: BaseException) -> None:
         self.emit(error)
-        self.emit(_DONE)
+        self.emit(DONE)
         self.close()
 
     def close(self) -> None:
@@ -223,20 +221,17 @@ class Batcher:
     # -- the event loop's side -------------------------------------------------------------------------
     async def stream(self, job: Job) -> AsyncIterator[str | Usage]:
         """Yield the reply's text pieces, then its ``Usage`` (the contract of ``generation.stream``)."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        handoff = Handoff(asyncio.get_running_loop())
         try:
             tokens = await asyncio.to_thread(llama_thread.call, prompt_tokens, self.engine, job)
             max_new = max(1, min(job.options.max_tokens, self.engine.context_size - len(tokens)))
-            seq = _Seq(job, tokens, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item), max_new)
+            seq = _Seq(job, tokens, handoff.put, max_new)
             with self._wake:
                 if self._closed:
                     raise APIError(503, f"{self.engine.model_id} is being unloaded; try again", type="server_error")
                 self._pending.append(seq)
                 self._wake.notify()
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, BaseException):
-                    raise item
+            async for item in handoff.pieces():
                 yield item
         finally:
             job.cancel.cancel()  # no-op once finished; a client that went away leaves at the next step

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,7 +201,57 @@ def _generate(engine: LlamaEngine, job: Job, emit: Callable[[str], None]) -> Usa
     return usage
 
 
-_DONE = object()
+DONE = object()  # the end of a reply, after its Usage (or its exception)
+
+
+class Handoff:
+    """A reply's pieces from the llama thread to the request's coroutine, waking the event loop once per
+    batch rather than once per token: ``put`` wakes it only when the coroutine is waiting, and ``pieces``
+    takes everything that arrived meanwhile, the text joined into one piece. On two cores the event loop and
+    the model share the CPU, and a wake-up per token (a pipe write, a loop turn, a chunk to write) is time the
+    next token does not get."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: list[Any] = []
+        self._lock = threading.Lock()
+        self._event = asyncio.Event()
+        self._waiting = False
+
+    def put(self, item: Any) -> None:
+        """Any thread. Raises RuntimeError when the event loop is gone."""
+        with self._lock:
+            self._items.append(item)
+            wake, self._waiting = self._waiting, False
+        if wake:
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    async def pieces(self) -> AsyncIterator[str | Usage]:
+        """The text (consecutive pieces joined) and the ``Usage``, until ``DONE``; a put exception is raised."""
+        while True:
+            with self._lock:
+                items, self._items = self._items, []
+                if not items:
+                    self._waiting = True
+                    self._event.clear()
+            if not items:
+                await self._event.wait()
+                continue
+            text: list[str] = []
+            for item in items:
+                if isinstance(item, str):
+                    text.append(item)
+                    continue
+                if text:
+                    yield "".join(text)
+                    text = []
+                if item is DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            if text:
+                yield "".join(text)
 
 
 async def stream(engine: LlamaEngine, lock: asyncio.Lock, job: Job) -> AsyncIterator[str | Usage]:
@@ -211,18 +262,15 @@ async def stream(engine: LlamaEngine, lock: asyncio.Lock, job: Job) -> AsyncIter
     token, never for a reply nobody reads. The work runs in a helper thread that waits on the llama thread, so
     the event loop keeps serving other requests meanwhile."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-
-    def emit(text: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, text)
+    handoff = Handoff(loop)
 
     def work() -> None:
         try:
-            result: Any = engine.on_engine_thread(lambda: _generate(engine, job, emit))
+            result: Any = engine.on_engine_thread(lambda: _generate(engine, job, handoff.put))
         except BaseException as exc:
             result = exc
-        loop.call_soon_threadsafe(queue.put_nowait, result)
-        loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+        handoff.put(result)
+        handoff.put(DONE)
 
     await lock.acquire()
     try:
@@ -232,9 +280,7 @@ async def stream(engine: LlamaEngine, lock: asyncio.Lock, job: Job) -> AsyncIter
         raise
     future.add_done_callback(lambda _: lock.release())
     try:
-        while (item := await queue.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
+        async for item in handoff.pieces():
             yield item
     finally:
         job.cancel.cancel()  # no-op once finished; stops generation for a client that went away

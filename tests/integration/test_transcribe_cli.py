@@ -169,8 +169,13 @@ def test_talk_sends_what_was_said_and_reads_the_reply_aloud(
     (fake_bin / "espeak-ng").chmod(0o755)
     clip = next(c for c in CLIPS if c.id == "capital")
     env = {"PATH": f"{fake_bin}:{os.environ.get('PATH', '')}"}
-    result = run_cli("talk", "--file", str(clip.path), "--speak", env=env)
+    timings = tmp_path / "timings.jsonl"
+    result = run_cli("talk", "--file", str(clip.path), "--speak", "--timings", str(timings), env=env)
     assert result.returncode == 0, result.stderr
+    (turn,) = [json.loads(line) for line in timings.read_text().splitlines()]
+    marks = [turn[k] for k in ("speech_end", "final", "first_text", "first_sentence", "voice_start")]
+    assert marks == sorted(marks) and marks[-1] - marks[0] < 120, turn  # each step after the one before
+    assert oct(timings.stat().st_mode & 0o777) == "0o600"
     said, _, reply = result.stdout.partition("\n")
     assert said.startswith("you: ") and _close(clip.text, said[5:])
     assert reply.strip()
