@@ -11,8 +11,9 @@ System", 2023, adapted to a forced prefix):
   Committed words are final: they are never revised, only appended to.
 * Once the buffer is longer than ``trim_after``, passes also time their words, and the buffer is cut in
   the latest pause (or after the latest sentence) that follows a committed word; after a silence with
-  everything committed it is emptied. So a long dictation never re-transcribes what is already done: each
-  pass sees a few seconds to ``trim_after`` + a step, however long you talk.
+  everything committed it is emptied. So a long dictation never re-transcribes what is already done: a
+  pass sees a few seconds to ``trim_after`` + a step, however long you talk (while the hypotheses keep
+  changing nothing is committed to cut after, and the buffer grows for a few passes, to ``max_buffer`` at most).
 * The encoder only sees the buffer plus ``AUDIO_CONTEXT`` seconds of padding instead of Whisper's fixed
   30 s window: for a few seconds of speech that is several times faster, and it is what keeps the final
   pass (the latency after you stop) short. A pass that comes out looping is redone with the full window.
@@ -72,14 +73,22 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
-    """The whole dictated text. ``latency`` is seconds from the end of speech (or of the recording) to now."""
+    """The whole dictated text. ``latency`` is seconds from the end of speech (or of the recording) to now;
+    ``language`` the spoken language (configured, or as whisper detected it; None if nothing was heard).
+    The speech itself ended ``latency + silence_after`` seconds ago."""
 
     text: str
     audio_seconds: float
     latency: float
+    language: str | None = None
+    silence_after: float = 0.0  # seconds of audio after the last speech the VAD heard (the pause that ended it)
 
 
 DictationEvent = Level | Committed | Partial | Final
+
+# The spoken language is fixed once whisper is this sure of it, or has heard this many seconds.
+LANGUAGE_SURE = 0.8
+LANGUAGE_SECONDS = 3.0
 
 # Seconds of padding the encoder sees after the buffer (see speech.MIN_AUDIO_CONTEXT): a pass over 5 s
 # of speech encodes a 10 s window instead of 30 s, several times faster, with the same words.
@@ -205,7 +214,7 @@ class Dictation:
         self.pass_beam_size = pass_beam_size
         self.clock = clock
         self.passes = 0  # transcription passes run (for tests and benchmarks)
-        self.longest_pass = 0.0  # seconds of audio in the longest pass: the buffer never grows unbounded
+        self.pass_seconds: list[float] = []  # seconds of audio each pass heard: the buffer never grows unbounded
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._source: AudioSource | None = None
@@ -245,6 +254,8 @@ class Dictation:
         self._vad_done = 0  # absolute sample index the VAD has looked at
         self._speech_end = -1  # absolute sample index where the latest speech ended (-1: none yet)
         self._speaking = False
+        self.language: str | None = None  # detected on the first passes, then fixed (see _detected)
+        self._language_fixed = False
         step_samples = int(self.step_seconds * SAMPLE_RATE)
         ended_at = self.clock()
         for block in source:
@@ -260,12 +271,28 @@ class Dictation:
                     step_samples = max(
                         int(self.step_seconds * SAMPLE_RATE), int(2 * (self.clock() - started) * SAMPLE_RATE)
                     )
+            elif self._silent_long_enough():
+                # the pause may have ended the turn between two passes: the VAD on the newest audio says
+                # (run only when the last speech it knows of is a pause ago, so about once per pause)
+                self._update_vad()
+                self._stop_if_silent()
             ended_at = self.clock()
         if self.cancelled:
             return
         speech_ended_at = getattr(source, "speech_ended_at", None) or ended_at
         text = self._finish()
-        yield Final(text=text, audio_seconds=self._total / SAMPLE_RATE, latency=self.clock() - speech_ended_at)
+        yield Final(
+            text=text,
+            audio_seconds=self._total / SAMPLE_RATE,
+            latency=self.clock() - speech_ended_at,
+            language=self.language,
+            silence_after=max(0, self._total - self._speech_end) / SAMPLE_RATE if self._speech_end >= 0 else 0.0,
+        )
+
+    @property
+    def longest_pass(self) -> float:
+        """Seconds of audio in the longest pass."""
+        return max(self.pass_seconds, default=0.0)
 
     @property
     def committed_text(self) -> str:
@@ -274,12 +301,18 @@ class Dictation:
     def _step(self) -> Iterator[DictationEvent]:
         self._update_vad()
         yield from self._pass()
-        if (
+        self._stop_if_silent()
+
+    def _silent_long_enough(self) -> bool:
+        """``stop_after_silence`` seconds have passed since the end of the last speech heard."""
+        return (
             self.stop_after_silence is not None
             and self._speech_end >= 0
-            and not self._speaking
             and self._total - self._speech_end >= self.stop_after_silence * SAMPLE_RATE
-        ):
+        )
+
+    def _stop_if_silent(self) -> None:
+        if not self._speaking and self._silent_long_enough():
             self.stop()
 
     def _pass(self) -> Iterator[DictationEvent]:
@@ -341,9 +374,13 @@ class Dictation:
         }
         if not final and self.pass_beam_size is not None:
             options["beam_size"] = self.pass_beam_size
+        if self._language_fixed:
+            options["language"] = self.language
         seconds = len(self._audio) / SAMPLE_RATE
-        self.longest_pass = max(self.longest_pass, seconds)
-        segments = list(self.transcriber.transcribe(self._audio, audio_context=self.audio_context, **options))
+        self.pass_seconds.append(seconds)
+        transcript = self.transcriber.transcribe(self._audio, audio_context=self.audio_context, **options)
+        segments = list(transcript)
+        self._detected(getattr(transcript, "info", None), seconds)
         self.passes += 1
         if self.audio_context is not None and _looks_like_a_loop(segments, seconds):
             # the short encoder window can (rarely) make Whisper repeat itself: redo this pass in full
@@ -355,6 +392,14 @@ class Dictation:
         # letter or digit is noise (Whisper likes to append "..." to a prefix that already says it all).
         tail = [w for w in words[len(self._inside) :] if any(ch.isalnum() for ch in w)]
         return drop_repeats(self._before + self._inside, tail), timed
+
+    def _detected(self, info: Any, seconds: float) -> None:
+        """Whisper's language for this pass. Once it is sure (or has heard a few seconds) it is fixed: later
+        passes skip the detection, and a turn does not switch language halfway."""
+        if self._language_fixed or info is None or not getattr(info, "language", None):
+            return
+        self.language = info.language
+        self._language_fixed = info.language_probability >= LANGUAGE_SURE or seconds >= LANGUAGE_SECONDS
 
     def _update_vad(self) -> None:
         from .speech import speech_spans

@@ -8,6 +8,7 @@ Reading replies aloud is the ``speech.speak_replies`` setting (off by default).
 
 from __future__ import annotations
 
+import functools
 import queue
 import re
 import shutil
@@ -37,6 +38,38 @@ def executable() -> str | None:
 
 def available() -> bool:
     return executable() is not None
+
+
+# Whisper's language codes that espeak-ng spells otherwise.
+_ESPEAK_LANGUAGE = {"zh": "cmn", "jw": "jv", "haw": "haw", "yue": "yue"}
+
+
+@functools.cache
+def voices() -> frozenset[str]:
+    """The languages espeak-ng has a voice for ('en-us', 'de', 'fr-fr', ...); empty without espeak-ng."""
+    exe = executable()
+    if exe is None:
+        return frozenset()
+    try:
+        out = subprocess.run(
+            [exe, "--voices"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    rows = (line.split() for line in out.splitlines()[1:])
+    return frozenset(row[1] for row in rows if len(row) > 1)
+
+
+def voice_for(language: str | None) -> str | None:
+    """The espeak-ng voice that reads ``language`` (a whisper code: de, es, ...); None for English (the
+    default voice) and for a language espeak-ng cannot speak."""
+    if not language or language == "en":
+        return None
+    code = _ESPEAK_LANGUAGE.get(language, language)
+    known = voices()
+    if code in known or any(v.startswith(code + "-") for v in known):
+        return code
+    return None
 
 
 def _require() -> str:

@@ -31,6 +31,7 @@ run benchmarks/pull_speed.py
 run benchmarks/quant_ladder.py --reps 3 --repeat 2
 run benchmarks/quant_ladder.py --quick --repeat 2 --only smollm2
 run benchmarks/speech_variants.py
+run benchmarks/voice_loop.py --turns 13
 run benchmarks/serve.py
 # llama-server, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to llama-bench:
 # cmake --build <cache>/llama-cpp-python-*/build --target llama-server), is measured beside us.

@@ -9,7 +9,6 @@ import json
 import queue
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from ..audio import AudioSource
     from ..dictation import Dictation, DictationEvent
     from ..speech import Transcriber
+    from ..voice_loop import VoiceLoop
 
 FORMAT_CHOICES = ("txt", "srt", "vtt", "json")
 # ~1 hour of speech at espeak-ng's 175 words per minute; a WAV of it is ~150 MB.
@@ -367,13 +367,18 @@ def dictate(
                 "audio_seconds": round(final.audio_seconds, 3),
                 "latency_seconds": round(final.latency, 3),
                 "passes": dictation.passes,
+                "language": final.language,
                 "source": source.name,
             }
         )
     if send and text.strip():
+        from ..voice_loop import VoiceLoop
+
+        loop = VoiceLoop.from_settings(settings.speech, speak=settings.speech.speak_replies)
+        loop.heard(text, language=final.language, latency=final.latency)
         session, chat = _open_session(chat_model)
         try:
-            _reply(text, session, chat, _speaker(settings.speech.speak_replies))
+            _reply(text, session, chat, loop.speaker(), loop)
         finally:
             session.close()
 
@@ -391,9 +396,9 @@ def _print_devices(devices: list[Any], as_json: bool) -> None:
         click.echo(clean(line, one_line=True))
 
 
-def _reply(text: str, session: Any, chat: Any, speaker: Any, marks: dict[str, float] | None = None) -> None:
-    """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``); ``marks``
-    gets the wall-clock time of the reply's first text."""
+def _reply(text: str, session: Any, chat: Any, speaker: Any, loop: VoiceLoop) -> None:
+    """Send ``text`` to ``chat`` and stream the reply to stdout (and aloud, with a ``Speaker``); ``loop``
+    hears of each piece (the first one's time is a latency mark)."""
     from ._chatting import ctrl_c_cancels
 
     turn = session.send(chat.id, text)
@@ -403,8 +408,7 @@ def _reply(text: str, session: Any, chat: Any, speaker: Any, marks: dict[str, fl
             if chunk.notice:
                 click.secho(f"[{clean(chunk.notice)}]", err=True, dim=True)
             if chunk.text:
-                if marks is not None and not wrote:
-                    marks["first_text"] = time.time()
+                loop.reply_text()
                 click.echo(clean(chunk.text), nl=False)
                 wrote = True
                 if speaker is not None:
@@ -426,15 +430,6 @@ def _open_session(chat_model: str | None) -> tuple[Any, Any]:
     except BaseException:
         session.close()
         raise
-
-
-def _speaker(speak: bool, marks: dict[str, float] | None = None) -> Any:
-    """A voice for one reply (a ``Speaker`` reads one text to its end), or None when not reading aloud."""
-    if not speak:
-        return None
-    from ..tts import Speaker
-
-    return Speaker(marks=marks)
 
 
 @cli.command()
@@ -486,22 +481,24 @@ def talk(
 
         if not available():
             raise AssistantError("cannot read aloud: espeak-ng is not installed", MISSING_HINT)
+    from ..voice_loop import VoiceLoop
+
+    loop = VoiceLoop.from_settings(settings.speech, pause=pause, speak=speak)
     source = _source(device, from_file, False, None)
     transcriber = _load_transcriber(speech_model)
     session, chat = _open_session(chat_model)
     speaker = None
+    loop.start()
     try:
         while True:
-            text, final, _ = _dictate_once(
-                transcriber, source, pause or settings.speech.pause, show=True, label="you: ", talk=True
-            )
-            marks = {"final": time.time()}
-            marks["speech_end"] = marks["final"] - final.latency
-            if text.strip():
-                speaker = _speaker(speak, marks)
-                _reply(text, session, chat, speaker, marks)
+            text, final, _ = _dictate_once(transcriber, source, loop.pause, show=True, label="you: ", talk=True)
+            sent = loop.heard(text, language=final.language, latency=final.latency + final.silence_after)
+            if sent is not None:
+                speaker = loop.speaker()  # in the language you spoke
+                _reply(sent, session, chat, speaker, loop)
+                loop.reply_read()
                 if timings is not None:  # one JSON line per turn: the latency breakdown (benchmarks/voice_loop.py)
-                    _append_timings(timings, {"text": text, **{k: round(v, 4) for k, v in marks.items()}})
+                    _append_timings(timings, loop.timings(sent))
             if from_file is not None:
                 return
             source = _source(device, None, False, None)

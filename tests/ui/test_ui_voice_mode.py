@@ -26,7 +26,8 @@ class HeldSpeaker:
 
     instances: ClassVar[list[HeldSpeaker]] = []
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        self.options = options  # voice mode's: the voice for the language heard, and the latency marks
         self.fed: list[str] = []
         self.finished = self.stopped = False
         self.release = threading.Event()

@@ -30,6 +30,7 @@ from textual.widget import Widget
 from textual.worker import Worker, get_current_worker
 
 from ...untrusted import clean
+from ...voice_loop import VoiceLoop
 from ..messages import ChatCreated, ChatOpened, ReplyFinished, ReplyPainted, ReplyRead, ReplyStreamed, Settle
 from ..pacing import QuietStreaming, ReplyPump, StreamPacer
 from ..workers import report_failure
@@ -105,6 +106,7 @@ class Conversation(Versions, VoiceMode, Vertical):
         self._reply_chat: ChatSummary | None = None
         self._notices_shown: set[str] = set()
         self._speaker: Speaker | None = None
+        self._voice_loop = VoiceLoop()  # voice mode's state (``VoiceMode``); off until F10
         self._said_no_tts = False
         self._speed_shown = 0.0
         self._at_message: int | None = None  # the message a search hit opens the chat at
@@ -397,6 +399,8 @@ class Conversation(Versions, VoiceMode, Vertical):
             return None
         if self._speaker is not None:
             self._speaker.stop()  # one voice at a time: a new reply interrupts the last one
+        if self.voice_mode:
+            return self._voice_loop.speaker()  # in the language you spoke
         return tts.Speaker()
 
     async def on_reply_streamed(self, message: ReplyStreamed) -> None:
@@ -536,7 +540,7 @@ class Conversation(Versions, VoiceMode, Vertical):
 
     def on_voice_panel_dictation_finished(self, message: VoicePanel.DictationFinished) -> None:
         if self.voice_mode:
-            self.voice_heard(message.text)
+            self.voice_heard(message.text, message.language, message.latency)
             return
         text = message.text.strip()
         if not text:

@@ -81,11 +81,12 @@ class VoicePanel(Widget):
     class DictationFinished(Message):
         """Recording ended; ``text`` is the whole dictation (may be empty if nothing was said)."""
 
-        def __init__(self, text: str, audio_seconds: float, latency: float) -> None:
+        def __init__(self, text: str, audio_seconds: float, latency: float, language: str | None = None) -> None:
             super().__init__()
             self.text = text
             self.audio_seconds = audio_seconds
             self.latency = latency
+            self.language = language  # as configured, or as whisper detected it
 
     class SpeechHeard(Message):
         """The first words of this dictation were heard (voice mode's barge-in listens for it)."""
@@ -225,7 +226,9 @@ class VoicePanel(Widget):
             if final is None:
                 self.post_message(self.DictationCancelled())
             else:
-                self.post_message(self.DictationFinished(final.text, final.audio_seconds, final.latency))
+                self.post_message(
+                    self.DictationFinished(final.text, final.audio_seconds, final.latency, final.language)
+                )
         except AssistantError as exc:
             self.post_message(self.DictationFailed(str(exc)))
         finally:
