@@ -45,6 +45,16 @@ class Stats:
     dropped_messages: int = 0  # oldest turns dropped to fit the context
     finish_reason: Literal["stop", "length", "cancelled"] = "stop"
     completion_mode: bool = False  # the model has no chat template: plain text completion
+    drafted_tokens: int = 0  # speculative decoding: tokens guessed ahead and checked in batches
+    accepted_tokens: int = 0  # ... and those the model agreed with (each one a decode step saved)
+    plain_tokens_per_second: float = 0.0  # with speculation: the speed of this reply's one-token steps
+
+    @property
+    def speed_up(self) -> float | None:
+        """Speculation's gain on this reply: its speed over that of its own plain steps (None: no figure)."""
+        if not self.drafted_tokens or not self.plain_tokens_per_second:
+            return None
+        return self.tokens_per_second / self.plain_tokens_per_second
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,6 +34,13 @@ class RuntimeSettings(_Section):
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads for inference (default: physical cores).")
     context_size: int = Field(4096, ge=256, le=1_048_576, description="Context window in tokens.")
     batch_size: int = Field(512, ge=1, le=65_536, description="Prompt-processing batch size in tokens.")
+    speculative: Literal["auto", "lookup", "off"] = Field(
+        "off",
+        description="Speculative decoding, greedy replies (temperature 0) only for now: 'lookup' drafts the next"
+        " tokens from the prompt and the reply so far and checks them in one batch (the draft length follows how"
+        " often drafts are accepted; none is made while they do not pay); 'auto' = lookup. Off by default: with"
+        " SmolLM2 on 2 cores it does not pay yet (benchmarks/speculative.py).",
+    )
 
 
 class Preset(_Section):

@@ -37,6 +37,7 @@ from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
 from .llama import llama_thread, log_to
 from .prompt import Plan
+from .speculative import MAX_DRAFT, Speculation
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -85,6 +86,7 @@ class LlamaEngine:
         n_threads: int | None = None,
         n_batch: int = 512,
         model_id: str | None = None,
+        speculative: str = "off",
     ) -> None:
         if isinstance(model, str | os.PathLike):
             path, installed_id = Path(model), None
@@ -99,6 +101,8 @@ class LlamaEngine:
         self.path = path
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_batch = n_batch
+        self.speculative = speculative  # runtime.speculative: "auto" | "lookup" | "off" (see speculative.py)
+        self.max_draft = MAX_DRAFT  # the longest draft (benchmarks/speculative.py varies it)
 
         import llama_cpp
 
@@ -343,7 +347,7 @@ class LlamaEngine:
         stats.cached_tokens = self._evaluate(tokens, cancel)
         t_prompt = time.perf_counter()
         max_new = min(options.max_tokens, self._n_ctx - len(tokens))
-        n, finish, t_first = yield from self._decode(options, max_new, cancel)
+        n, finish, t_first = yield from self._decode(options, max_new, cancel, stats)
         t_end = time.perf_counter()
         stats.completion_tokens = n
         stats.finish_reason = finish
@@ -376,15 +380,19 @@ class LlamaEngine:
         return bool(self._is_eog(vocab, token) or self._is_control(vocab, token) or not self.piece(token).strip())
 
     def _decode(
-        self, options: ChatOptions, max_new: int, cancel: CancelToken
+        self, options: ChatOptions, max_new: int, cancel: CancelToken, stats: Stats | None = None
     ) -> Generator[Chunk, None, tuple[int, Finish, float]]:
         """Sample and evaluate up to ``max_new`` tokens, yielding the reply's text as it becomes final.
 
+        With speculation (``_speculation``) a token is evaluated together with a draft of the next ones; the
+        draft's tokens the model agrees with come back already evaluated, and the token picked after them not.
         Returns how many tokens were generated, why it ended, and when the first token was sampled."""
         llm = self._llm
         sampler, first = self.samplers(options)
         text = self.reply_text()
         vocab, is_eog, is_control, piece = self._vocab, self._is_eog, self._is_control, self.piece
+        speculation = self._speculation(options)
+        pending: list[int] = []  # accepted draft tokens (already evaluated), then the token sampled after them
         t_first = 0.0
         n = 0
         finish: Finish = "length"
@@ -392,7 +400,12 @@ class LlamaEngine:
             if cancel.cancelled:
                 finish = "cancelled"
                 break
-            token = sampler.sample(llm._ctx, -1) if text.visible else first.sample(llm._ctx)
+            if pending:
+                token = pending.pop(0)
+                evaluated = bool(pending)
+            else:
+                token = sampler.sample(llm._ctx, -1) if text.visible else first.sample(llm._ctx)
+                evaluated = False
             if not t_first:
                 t_first = time.perf_counter()
             if is_eog(vocab, token) or is_control(vocab, token):
@@ -405,12 +418,29 @@ class LlamaEngine:
             if text.stopped:
                 finish = "stop"
                 break
-            if n < max_new:
+            if speculation is not None:
+                speculation.seen(token)
+            if evaluated or n >= max_new:
+                continue
+            if speculation is not None and text.visible:
+                room = min(max_new - n - 1, self._n_ctx - llm.n_tokens - 2)  # tokens a draft may take
+                pending = speculation.step(token, sampler, room)
+            else:
                 llm.eval((token,))
         tail = text.tail()
         if tail:
             yield Chunk(tail)
+        if stats is not None and speculation is not None:
+            speculation.report(stats)
         return n, finish, t_first
+
+    def _speculation(self, options: ChatOptions) -> Speculation | None:
+        """This reply's speculative decoding (``speculative.Speculation``): prompt lookup, greedy replies only
+        (at temperature 0 a draft is checked by the model's own pick; sampled replies need rejection sampling,
+        not yet here)."""
+        if self.speculative == "off" or options.temperature != 0:
+            return None
+        return Speculation(self._llm, max_draft=min(self.max_draft, self.n_batch - 1))
 
 
 class FirstTokenSampler:
@@ -514,4 +544,5 @@ def load_engine(
         n_threads=n_threads or settings.threads(),
         n_batch=n_batch or settings.runtime.batch_size,
         model_id=item.id,
+        speculative=settings.runtime.speculative,
     )

@@ -33,6 +33,7 @@ run benchmarks/quant_ladder.py --quick --repeat 2 --only smollm2
 run benchmarks/speech_variants.py
 run benchmarks/voice_loop.py --turns 13
 run benchmarks/serve.py
+run benchmarks/speculative.py --drafts 7
 # llama-server, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to llama-bench:
 # cmake --build <cache>/llama-cpp-python-*/build --target llama-server), is measured beside us.
 llama_server=$(compgen -G "${LLAMA_CACHE:-$HOME/.cache/assistant-bench}/llama-cpp-python-*/build/bin/llama-server" | head -n1 || true)

@@ -52,12 +52,16 @@ def read_stdin() -> str | None:
         ) from None
 
 
-def open_session(n_ctx: int | None) -> ChatSession:
+def open_session(n_ctx: int | None, speculative: str | None = None) -> ChatSession:
     from .. import config
     from ..engine import load_engine
     from ..session import ChatSession
 
     settings = config.load()
+    if speculative is not None:  # --speculative: this run's runtime.speculative
+        settings = settings.model_copy(
+            update={"runtime": settings.runtime.model_copy(update={"speculative": speculative})}
+        )
     return ChatSession(settings=settings, engine_factory=lambda mid: load_engine(mid, settings, n_ctx=n_ctx))
 
 

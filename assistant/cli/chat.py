@@ -45,6 +45,11 @@ REPL_HELP = "/new starts a new chat, /exit or Ctrl+D quits, Ctrl+C stops a reply
     is_flag=True,
     help="With --chat: answer its last message again (the old reply is kept as an alternative).",
 )
+@click.option(
+    "--speculative",
+    type=click.Choice(["auto", "lookup", "off"]),
+    help="Speculative decoding (default: config runtime.speculative): lookup drafts tokens from the prompt.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the reply and its stats.")
 def chat(
     model_id: str | None,
@@ -57,6 +62,7 @@ def chat(
     n_ctx: int | None,
     chat_id: int | None,
     regenerate: bool,
+    speculative: str | None,
     as_json: bool,
 ) -> None:
     """Chat with a local model; the conversation is saved (see 'assistant chats').
@@ -92,7 +98,7 @@ def chat(
         for k, v in {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}.items()
         if v is not None
     }
-    session = open_session(n_ctx)
+    session = open_session(n_ctx, speculative)
     try:
         current = open_chat(session, chat_id, model_id, system_prompt, overrides)
         if regenerate:
@@ -130,6 +136,8 @@ def _stats_line(turn: Turn) -> str:
     ]
     if s.cached_tokens:
         parts.append(f"{s.cached_tokens}/{s.prompt_tokens} prompt tokens cached")
+    if s.drafted_tokens:
+        parts.append(f"{s.accepted_tokens}/{s.drafted_tokens} drafted tokens accepted")
     return " · ".join(parts)
 
 
@@ -161,6 +169,8 @@ def _one_shot(session: ChatSession, current: Chat, prompt: str | None, as_json: 
                 "total_ms": round(s.total_ms, 1) if s else None,
                 "dropped_messages": s.dropped_messages if s else 0,
                 "completion_mode": s.completion_mode if s else False,
+                "drafted_tokens": s.drafted_tokens if s else 0,
+                "accepted_tokens": s.accepted_tokens if s else 0,
                 "notices": turn.notices,
                 "partial": turn.reply.partial if turn.reply else True,
             }

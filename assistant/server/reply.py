@@ -37,7 +37,8 @@ class Server:
     pool: ModelPool
     slots: Slots
     settings: Settings
-    counters: dict[str, int]  # generated tokens so far (all requests): a test watches it stop growing
+    counters: dict[str, int]  # "generated": text pieces streamed so far (all requests; a piece is one or more
+    # tokens, see generation.Handoff): a test watches it stop growing
     jobs: set[Job] = field(default_factory=set)  # replies in progress, cancelled together on Ctrl+C
     saver: Saver | None = None  # --save: finished replies go to the chat history
     timeout_s: float | None = None  # --timeout: a reply generating longer is cut there (finish_reason "length")

@@ -158,8 +158,8 @@ class AssistantApp(App[None]):
         self._apply_keymap()
         # The status line shows what the conversation reports, as it changes.
         self.watch(self.conversation, "generating", self._show_state, init=False)
-        self.watch(self.conversation, "tokens_per_second", self._show_speed, init=False)
-        self.watch(self.conversation, "context_used", self._show_context, init=False)
+        for figure in ("tokens_per_second", "context_used", "speculation"):  # the status line's fields of that name
+            self.watch(self.conversation, figure, self._show(figure), init=False)
         self._refresh_title()
         self._first_frame_deadline = time.monotonic() + FIRST_FRAME_WAIT
         self.set_timer(FRAME, self._after_first_frame)
@@ -237,15 +237,15 @@ class AssistantApp(App[None]):
             return "ready"
         return "loading" if self.model_coming and self.model_id else "no model"
 
-    def _show_speed(self, speed: float | None) -> None:
-        status = self._status()
-        if status is not None:
-            status.tokens_per_second = speed
+    def _show(self, field: str) -> Callable[[Any], None]:
+        """A watcher that copies a conversation figure onto the status line's ``field``."""
 
-    def _show_context(self, used: int | None) -> None:
-        status = self._status()
-        if status is not None:
-            status.context_used = used
+        def show(value: Any) -> None:
+            status = self._status()
+            if status is not None:
+                setattr(status, field, value)
+
+        return show
 
     def _refresh_title(self) -> None:
         chat = self.chat

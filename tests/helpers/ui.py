@@ -39,8 +39,11 @@ class ScriptedEngine:
         self.holding = threading.Event()  # set while a held reply waits for cancel
         self.closed = False
 
-    def enqueue(self, *chunks: str, notices: list[str] | None = None, hold_after: int | None = None) -> None:
-        self.scripts.append(Script(list(chunks), notices or [], hold_after))
+    def enqueue(
+        self, *chunks: str, notices: list[str] | None = None, hold_after: int | None = None, stats: Stats | None = None
+    ) -> None:
+        """``stats``: the reply's figures instead of the usual ones (42 tok/s; the tokens sent)."""
+        self.scripts.append(Script(list(chunks), notices or [], hold_after, stats))
 
     @property
     def context_size(self) -> int:
@@ -73,6 +76,9 @@ class ScriptedEngine:
             sent += 1
             yield Chunk(text)
         prompt = self.count_tokens(messages)
+        if script.stats is not None:
+            yield Chunk(stats=script.stats)
+            return
         yield Chunk(
             stats=Stats(
                 prompt_tokens=prompt,

@@ -954,3 +954,21 @@ async def test_reply_starts_once_the_turn_is_painted_without_waiting_out_the_tim
             await send(pilot, text)
             await finished(pilot)
     assert events == [step for n in (1, 2, 3) for step in ("settle asked", f"painted with {n} turns", "model starts")]
+
+
+async def test_the_status_line_shows_a_speculative_replys_drafts_and_gain(engine: ScriptedEngine) -> None:
+    from assistant.chat import Stats
+
+    engine.enqueue("Renamed.", stats=Stats(completion_tokens=60, tokens_per_second=42.0, drafted_tokens=40,
+                                           accepted_tokens=30, plain_tokens_per_second=28.0))  # fmt: skip
+    engine.enqueue("Plain.")
+    app = AssistantApp(engine_factory=lambda model_id: engine)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await send(pilot, "rename it")
+        await finished(pilot)
+        state = app.query_one("#status-state", Label)
+        await wait_until(pilot, lambda: str(state.content) == "drafts 30/40 · 1.50×", "the drafts figure")
+        await send(pilot, "and now?")
+        await finished(pilot)
+        await wait_until(pilot, lambda: str(state.content) == "", "no figure for a reply without drafts")

@@ -36,6 +36,7 @@ from ..pacing import QuietStreaming, ReplyPump, StreamPacer
 from ..workers import report_failure
 from .chat_log import ChatLog, NoticeView, ReplyTurn, UserTurn, code_blocks
 from .prompt_bar import PromptBar
+from .status_bar import speculation_text
 from .versions import Versions
 from .voice import VoicePanel
 from .voice_mode import VoiceMode
@@ -88,6 +89,7 @@ class Conversation(Versions, VoiceMode, Vertical):
 
     generating: reactive[bool] = reactive(False, bindings=True, init=False)
     tokens_per_second: reactive[float | None] = reactive(None, init=False)
+    speculation: reactive[str] = reactive("", init=False)  # the last reply's drafts (status_bar.speculation_text)
     context_used: reactive[int | None] = reactive(None, init=False)
 
     def __init__(self, host: Host, *, voice_options: dict[str, Any] | None = None, id: str | None = None) -> None:
@@ -448,6 +450,7 @@ class Conversation(Versions, VoiceMode, Vertical):
         if stats is not None:
             if stats.tokens_per_second:
                 self.tokens_per_second = stats.tokens_per_second
+            self.speculation = speculation_text(stats.drafted_tokens, stats.accepted_tokens, stats.speed_up)
             if self.chat is not None and self.chat.id == message.chat_id:
                 self.context_used = stats.prompt_tokens + stats.completion_tokens
         if stats is not None and stats.finish_reason == "length":

@@ -24,6 +24,7 @@ class StatusBar(Horizontal):
     tokens_per_second: reactive[float | None] = reactive(None)
     context_used: reactive[int | None] = reactive(None)
     context_total: reactive[int | None] = reactive(None)
+    speculation: reactive[str] = reactive("")  # the last reply's drafts: shown while ready
 
     def compose(self) -> ComposeResult:
         # the model id comes from the store: these labels show their text as it is, never as markup
@@ -52,11 +53,14 @@ class StatusBar(Horizontal):
         self._set("status-model", clean(self.model_id or "no model", one_line=True))
 
     def watch_state(self) -> None:
-        self._set("status-state", STATE_TEXT.get(self.state, ""))
+        self._set("status-state", STATE_TEXT.get(self.state, self.speculation if self.state == "ready" else ""))
         if self.is_mounted:
             label = self.query_one("#status-state", Label)
             label.set_class(self.state in ("loading", "generating"), "-busy")
             label.set_class(self.state == "error", "-error")
+
+    def watch_speculation(self) -> None:
+        self.watch_state()
 
     def watch_tokens_per_second(self) -> None:
         self._set("status-speed", speed_text(self.tokens_per_second), fixed_width=True)
@@ -70,6 +74,14 @@ class StatusBar(Horizontal):
 
     def watch_context_total(self) -> None:
         self.watch_context_used()
+
+
+def speculation_text(drafted: int, accepted: int, speed_up: float | None) -> str:
+    """A reply's speculative decoding: drafted tokens accepted, and its speed over its own plain steps."""
+    if not drafted:
+        return ""
+    gain = f" · {speed_up:.2f}×" if speed_up else ""
+    return f"drafts {accepted}/{drafted}{gain}"
 
 
 def speed_text(speed: float | None) -> str:

@@ -1,0 +1,144 @@
+"""Speculative decoding (prompt lookup) against plain decoding, on grounded and open-ended prompts.
+
+One process, one loaded model, the same threads; ``runtime.speculative`` is switched between runs of the
+same prompt, greedy (temperature 0), ``--tokens`` tokens at most. Per prompt two pairs, plain then lookup
+and lookup then plain (A B B A); the prompt's ratio is the mean of the pairs' lookup / plain generation
+tok/s (prompt processing excluded, as ``Stats.tokens_per_second``). Reported per prompt set: the median
+ratio over prompts, whether the replies are identical, the acceptance rate (accepted / drafted) and the
+mean accepted length per draft, per task type; with ``--drafts 4,10`` for each longest draft.
+
+Prompts: ``benchmarks/data/speculative_prompts.py``, 30 grounded in their input (code edits, rewrites,
+extraction to JSON, summaries with quotes, reformatted lists, continued tables) and 30 open-ended.
+Targets (issue 15): grounded >= 1.5 x plain, open-ended >= 0.97 x plain, identical replies.
+
+    python benchmarks/speculative.py [--model ID ...] [--tokens 128] [--drafts 10] [--threads N] [--only grounded]
+
+Writes benchmarks/results/speculative.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import print_table, write_json
+from speculative_prompts import grounded, open_ended
+
+GROUNDED_TARGET, OPEN_TARGET = 1.5, 0.97
+
+
+def run(engine: Any, prompt: str, tokens: int, mode: str, max_draft: int) -> dict[str, Any]:
+    from assistant.chat import CancelToken, ChatOptions, Message
+
+    engine.speculative, engine.max_draft = mode, max_draft
+    parts: list[str] = []
+    stats = None
+    started = time.perf_counter()
+    for chunk in engine.stream([Message("user", prompt)], ChatOptions(temperature=0, max_tokens=tokens), CancelToken()):
+        parts.append(chunk.text)
+        stats = chunk.stats or stats
+    assert stats is not None
+    return {
+        "text": "".join(parts),
+        "tokens": stats.completion_tokens,
+        "tok_s": stats.tokens_per_second,
+        "wall_s": time.perf_counter() - started,
+        "drafted": stats.drafted_tokens,
+        "accepted": stats.accepted_tokens,
+    }
+
+
+def measure(engine: Any, kind: str, prompt: str, tokens: int, max_draft: int) -> dict[str, Any]:
+    a1 = run(engine, prompt, tokens, "off", max_draft)
+    b1 = run(engine, prompt, tokens, "lookup", max_draft)
+    b2 = run(engine, prompt, tokens, "lookup", max_draft)
+    a2 = run(engine, prompt, tokens, "off", max_draft)
+    ratios = [b1["tok_s"] / a1["tok_s"], b2["tok_s"] / a2["tok_s"]]
+    drafted, accepted = b1["drafted"] + b2["drafted"], b1["accepted"] + b2["accepted"]
+    return {
+        "type": kind,
+        "max_draft": max_draft,
+        "plain_tok_s": round(statistics.mean([a1["tok_s"], a2["tok_s"]]), 1),
+        "lookup_tok_s": round(statistics.mean([b1["tok_s"], b2["tok_s"]]), 1),
+        "ratio": round(statistics.mean(ratios), 3),
+        "tokens": a1["tokens"],
+        "identical": a1["text"] == b1["text"] == b2["text"] == a2["text"],
+        "drafted": drafted,
+        "accepted": accepted,
+        "prompt": prompt[:60],
+        "plain_text": a1["text"],
+        "lookup_text": b1["text"],
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    drafted = sum(r["drafted"] for r in rows)
+    accepted = sum(r["accepted"] for r in rows)
+    return {
+        "prompts": len(rows),
+        "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3),
+        "min_ratio": round(min(r["ratio"] for r in rows), 3),
+        "identical": sum(r["identical"] for r in rows),
+        "acceptance": round(accepted / drafted, 3) if drafted else None,
+        "drafted": drafted,
+        "accepted": accepted,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", help="installed model id (repeat; default: the chat model)")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--drafts", default="10", help="longest drafts to try, comma-separated")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--ctx", type=int, default=2048)
+    parser.add_argument("--only", choices=["grounded", "open"], help="one prompt set")
+    args = parser.parse_args()
+
+    from assistant import config
+    from assistant.engine import load_engine
+
+    settings = config.load()
+    sets = {"grounded": grounded(), "open": open_ended()}
+    if args.only:
+        sets = {args.only: sets[args.only]}
+    results: dict[str, Any] = {}
+    for model_id in args.model or [settings.models.chat]:
+        engine = load_engine(model_id, settings, n_ctx=args.ctx, n_threads=args.threads or settings.threads())
+        per_model: dict[str, Any] = {"completion_mode": engine.completion_mode}
+        try:
+            for max_draft in [int(k) for k in args.drafts.split(",")]:
+                for name, prompts in sets.items():
+                    rows = []
+                    for kind, prompt in prompts:
+                        row = measure(engine, kind, prompt, args.tokens, max_draft)
+                        rows.append(row)
+                        print(f"{model_id} k={max_draft} {name}: {row['ratio']:.2f}x {row['type']}", flush=True)
+                    by_type = {
+                        kind: summarise([r for r in rows if r["type"] == kind])
+                        for kind in dict.fromkeys(r["type"] for r in rows)
+                    }
+                    summary = summarise(rows)
+                    target = GROUNDED_TARGET if name == "grounded" else OPEN_TARGET
+                    summary["target"], summary["pass"] = target, summary["median_ratio"] >= target
+                    per_model[f"{name}_k{max_draft}"] = {"summary": summary, "by_type": by_type, "rows": rows}
+                    print_table(
+                        [{"type": k, **v} for k, v in by_type.items()],
+                        ["type", "prompts", "median_ratio", "min_ratio", "identical", "acceptance"],
+                    )
+                    print(f"{model_id} {name} k={max_draft}: {summary}", flush=True)
+        finally:
+            engine.close()
+        results[model_id] = per_model
+    print(f"wrote {write_json('speculative', results, args)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Prompt-lookup drafts and the draft length (``assistant.speculative``)."""
+
+from __future__ import annotations
+
+from assistant.speculative import DraftLength, Lookup
+
+
+def test_the_draft_is_what_followed_the_last_ngram_before() -> None:
+    #            0  1  2  3  4  5  6  7
+    lookup = Lookup([5, 6, 7, 8, 9, 1, 5, 6], min_n=2)
+    assert lookup.draft(3) == [7, 8, 9]  # "5 6" was followed by 7 8 9
+    assert lookup.draft(10) == [7, 8, 9, 1, 5, 6]  # as far as the history goes
+    assert lookup.draft(0) == []
+
+
+def test_the_longest_and_latest_match_wins() -> None:
+    lookup = Lookup([1, 2, 3, 40, 9, 2, 3, 50, 1, 2, 3], min_n=2)
+    assert lookup.draft(1) == [40]  # "1 2 3" (3 tokens) beats the later "2 3" (2 tokens)
+    lookup = Lookup([2, 3, 40, 2, 3, 50, 2, 3], min_n=2)
+    assert lookup.draft(1) == [50]  # of two equal matches, the latest
+
+
+def test_no_match_no_draft_and_short_matches_do_not_count() -> None:
+    assert Lookup([1, 2, 3, 4]).draft(4) == []
+    assert Lookup([7, 1, 2, 7], min_n=2).draft(2) == []  # a one-token match predicts too little to pay a batch
+    assert Lookup([7, 8, 1, 2, 7, 8]).draft(2) == []  # by default not even two ("of the")
+    assert Lookup([7, 8, 9, 1, 2, 7, 8, 9]).draft(2) == [1, 2]
+
+
+def test_appending_keeps_the_index_up_to_date() -> None:
+    lookup = Lookup([10, 11, 12, 13], min_n=2)
+    for token in (10, 11):
+        lookup.append(token)
+    assert lookup.draft(2) == [12, 13]
+    lookup.append(99)
+    assert lookup.draft(2) == []
+
+
+def test_draft_length_grows_with_acceptance_and_stops_when_drafts_do_not_pay() -> None:
+    length = DraftLength()
+    start = length.length(16)
+    for _ in range(30):
+        length.update(8, 8)  # a reply copying its input: every draft taken whole
+    assert length.length(16) > start and length.length(16) == length.max_draft
+    assert length.length(3) == 3  # never past the room left
+    for _ in range(20):
+        length.update(4, 0)
+    assert length.length(16) == 0  # a draft that is never accepted costs more than it saves
+    for _ in range(DraftLength.PROBE_EVERY):
+        length.plain()
+    assert length.length(16) == DraftLength.PROBE_LENGTH  # now and then one short draft checks again
+    assert (length.drafted, length.accepted) == (320, 240)
