@@ -215,6 +215,7 @@ class Dictation:
         self.clock = clock
         self.passes = 0  # transcription passes run (for tests and benchmarks)
         self.pass_seconds: list[float] = []  # seconds of audio each pass heard: the buffer never grows unbounded
+        self.language: str | None = None  # the spoken language, once run() has heard some (see _detected)
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._source: AudioSource | None = None
@@ -254,7 +255,7 @@ class Dictation:
         self._vad_done = 0  # absolute sample index the VAD has looked at
         self._speech_end = -1  # absolute sample index where the latest speech ended (-1: none yet)
         self._speaking = False
-        self.language: str | None = None  # detected on the first passes, then fixed (see _detected)
+        self.language = None  # detected on the first passes, then fixed (see _detected)
         self._language_fixed = False
         step_samples = int(self.step_seconds * SAMPLE_RATE)
         ended_at = self.clock()

@@ -105,7 +105,7 @@ class DraftLength:
             if gain > best_gain + 1e-9:
                 best, best_gain = k, gain
         if best == 0 and self.plain_steps >= self.PROBE_EVERY:
-            best = min(self.PROBE_LENGTH, limit)
+            best = min(self.PROBE_LENGTH, limit, self.max_draft)
         return best
 
     def plain(self) -> None:

@@ -50,3 +50,6 @@ def test_draft_length_grows_with_acceptance_and_stops_when_drafts_do_not_pay() -
         length.plain()
     assert length.length(16) == DraftLength.PROBE_LENGTH  # now and then one short draft checks again
     assert (length.drafted, length.accepted) == (320, 240)
+    tiny = DraftLength(max_draft=0)  # runtime.batch_size = 1: a batch holds one token, so never a draft
+    tiny.plain_steps = DraftLength.PROBE_EVERY
+    assert tiny.length(16) == 0
