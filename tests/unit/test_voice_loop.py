@@ -9,6 +9,11 @@ from assistant.config import SpeechSettings
 from assistant.voice_loop import VoiceLoop, VoiceState
 
 
+def speech(**values: object) -> SpeechSettings:
+    """The [speech] settings with ``values`` changed (validated, as config.toml's would be)."""
+    return SpeechSettings.model_validate(values)
+
+
 @pytest.fixture
 def espeak_voices(monkeypatch: pytest.MonkeyPatch) -> None:
     """espeak-ng "installed" with a few voices (a Speaker is made, nothing is spoken)."""
@@ -48,7 +53,7 @@ def test_barge_in_by_voice_only_with_the_setting() -> None:
     speakers.start()
     speakers.heard("tell me a story")
     assert not speakers.listen_while_replying and not speakers.speech_heard()
-    headphones = VoiceLoop.from_settings(SpeechSettings(barge_in=True))
+    headphones = VoiceLoop.from_settings(speech(barge_in=True))
     headphones.start()
     assert headphones.speech_heard() is False  # listening: there is nothing to interrupt
     headphones.heard("tell me a story")
@@ -58,8 +63,8 @@ def test_barge_in_by_voice_only_with_the_setting() -> None:
 
 
 def test_settings_give_the_pause_and_a_flag_overrides_it() -> None:
-    assert VoiceLoop.from_settings(SpeechSettings(pause=1.5)).pause == 1.5
-    assert VoiceLoop.from_settings(SpeechSettings(pause=1.5), pause=0.4).pause == 0.4
+    assert VoiceLoop.from_settings(speech(pause=1.5)).pause == 1.5
+    assert VoiceLoop.from_settings(speech(pause=1.5), pause=0.4).pause == 0.4
 
 
 @pytest.mark.usefixtures("espeak_voices")
@@ -72,7 +77,7 @@ def test_the_reply_is_read_in_the_language_heard() -> None:
     speaker.stop()
     loop.heard("hello")  # no language detected this time: the last one heard stays
     assert loop.reply_language == "de"
-    configured = VoiceLoop.from_settings(SpeechSettings(language="es"))
+    configured = VoiceLoop.from_settings(speech(language="es"))
     configured.heard("hola", language="de")
     assert configured.reply_language == "es"  # speech.language wins over detection
     assert VoiceLoop(speak=False).speaker() is None
