@@ -55,9 +55,18 @@ def _install(model_id: str, path: Path | None) -> None:
     store.conn.close()
 
 
+_stages: dict[str, str] = {}
+
+
 def _progress(model_id: str, event: dict[str, Any]) -> None:
+    """Each row's start and end, and each new stage of its passes (so a log shows when the timed speed rounds
+    run and the machine must be left alone)."""
+    stamp = time.strftime("%H:%M:%S")
     if event.get("event") in ("start", "done"):
-        print(f"  {model_id}: {event['event']}", file=sys.stderr, flush=True)
+        print(f"  {stamp} {model_id}: {event['event']}", file=sys.stderr, flush=True)
+    elif event.get("event") == "advance" and _stages.get(model_id) != event.get("stage"):
+        _stages[model_id] = event["stage"]
+        print(f"  {stamp} {model_id}: {event['stage']}", file=sys.stderr, flush=True)
 
 
 # Figures compared pair by pair in --repeat: (row key, higher is better)
