@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -34,12 +34,15 @@ class RuntimeSettings(_Section):
     threads: int | None = Field(None, ge=1, le=512, description="CPU threads for inference (default: physical cores).")
     context_size: int = Field(4096, ge=256, le=1_048_576, description="Context window in tokens.")
     batch_size: int = Field(512, ge=1, le=65_536, description="Prompt-processing batch size in tokens.")
-    speculative: Literal["auto", "lookup", "off"] = Field(
+    speculative: str = Field(
         "off",
-        description="Speculative decoding, greedy replies (temperature 0) only for now: 'lookup' drafts the next"
-        " tokens from the prompt and the reply so far and checks them in one batch (the draft length follows how"
-        " often drafts are accepted; none is made while they do not pay); 'auto' = lookup. Off by default: with"
-        " SmolLM2 on 2 cores it does not pay yet (benchmarks/speculative.py).",
+        pattern=r"^(auto|lookup|off|draft:\S+)$",
+        description="Speculative decoding: the next tokens are guessed and checked in one batch (greedy replies"
+        " keep the model's own picks, sampled ones its distribution, by rejection sampling). 'lookup' drafts from"
+        " the prompt and the reply so far; 'draft:ID' also asks the installed model ID, which must share the"
+        " model's vocabulary (see 'assistant models info'); 'auto' is lookup plus a draft model when one small"
+        " enough to pay is installed. The draft length follows how often drafts are accepted; none is made while"
+        " they do not pay. Off by default: with SmolLM2 on 2 cores it gains little (benchmarks/speculative.py).",
     )
 
 
@@ -154,6 +157,17 @@ def load(path: Path | None = None) -> Settings:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise AssistantError(_format_error(source, exc), "fix that key or remove it") from None
+
+
+def with_speculative(settings: Settings, value: str) -> Settings:
+    """``settings`` with runtime.speculative = ``value`` (``--speculative``), checked as the config file is."""
+    try:
+        runtime = RuntimeSettings.model_validate({**settings.runtime.model_dump(), "speculative": value})
+    except ValidationError:
+        raise AssistantError(
+            f"--speculative {value!r}: not one of auto, lookup, off, draft:ID", "e.g. --speculative lookup"
+        ) from None
+    return settings.model_copy(update={"runtime": runtime})
 
 
 def describe() -> list[tuple[str, str, Any]]:

@@ -32,12 +32,12 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import fit, gguf, prompt, template
+from . import drafts, fit, gguf, prompt, template
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
 from .llama import llama_thread, log_to
 from .prompt import Plan
-from .speculative import MAX_DRAFT, Speculation
+from .speculative import MAX_DRAFT, DraftModel, Sampling, Speculation
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -87,6 +87,7 @@ class LlamaEngine:
         n_batch: int = 512,
         model_id: str | None = None,
         speculative: str = "off",
+        draft: Installed | None = None,
     ) -> None:
         if isinstance(model, str | os.PathLike):
             path, installed_id = Path(model), None
@@ -101,7 +102,7 @@ class LlamaEngine:
         self.path = path
         self.n_threads = n_threads or os.cpu_count() or 1
         self.n_batch = n_batch
-        self.speculative = speculative  # runtime.speculative: "auto" | "lookup" | "off" (see speculative.py)
+        self.speculative = speculative  # runtime.speculative: auto | lookup | draft:ID | off (see speculative.py)
         self.max_draft = MAX_DRAFT  # the longest draft (benchmarks/speculative.py varies it)
 
         import llama_cpp
@@ -123,6 +124,9 @@ class LlamaEngine:
                 f"{self.model_id}: llama.cpp could not load {path}: {exc}", "is it a model llama.cpp supports?"
             ) from None
         self._n_ctx: int = self._llm.n_ctx()
+        self._draft: DraftModel | None = None  # the draft model (drafts.resolve chose it), in its own context
+        if draft is not None:
+            self._draft = self._load_draft(draft, n_batch)
         self._vocab = self._llm._model.vocab
         self._n_vocab: int = self._llm.n_vocab()
         self._is_eog = llama_cpp.llama_vocab_is_eog
@@ -183,6 +187,24 @@ class LlamaEngine:
         llm, self._llm = self._llm, None
         if llm is not None:
             llama_thread.call(llm.close)
+        draft, self._draft = self._draft, None
+        if draft is not None:
+            draft.close()
+
+    def _load_draft(self, draft: Installed, n_batch: int) -> DraftModel:
+        """Load ``draft`` next to the model (same context size and threads); on failure free both."""
+        try:
+            check_fit(gguf.read(draft.path), self._n_ctx, n_batch, draft.id)
+            size = {"n_ctx": self._n_ctx, "n_batch": n_batch, "n_ubatch": n_batch}
+            threads = {"n_threads": self.n_threads, "n_threads_batch": self.n_threads}
+            return DraftModel.load(
+                str(draft.path), cost=draft.size_bytes / max(1, self.info.file_size), **size, **threads
+            )
+        except (ValueError, RuntimeError, AssistantError) as exc:
+            self._release()
+            if isinstance(exc, AssistantError):
+                raise
+            raise AssistantError(f"{draft.id}: llama.cpp could not load the draft model: {exc}") from None
 
     def stream(
         self, messages: list[Message], options: ChatOptions, cancel: CancelToken | None = None
@@ -268,11 +290,24 @@ class LlamaEngine:
             sampler.add_greedy()
         else:
             sampler.add_top_k(TOP_K)
-            sampler.add_top_p(options.top_p, 1)
-            sampler.add_min_p(MIN_P, 1)
-            sampler.add_temp(options.temperature)
+            self._add_filters(sampler, options)
             sampler.add_dist(seed)
         return sampler
+
+    @staticmethod
+    def _add_filters(sampler: Any, options: ChatOptions) -> Any:
+        """What a sampled draw sees after the top-k: top-p, min-p, the temperature."""
+        sampler.add_top_p(options.top_p, 1)
+        sampler.add_min_p(MIN_P, 1)
+        sampler.add_temp(options.temperature)
+        return sampler
+
+    def filters(self, options: ChatOptions) -> Any:
+        """The sampler chain of a sampled reply between its top-k (``TOP_K``) and its draw: speculative sampling
+        (``speculative.Sampling``) draws from what it leaves."""
+        from llama_cpp._internals import LlamaSampler
+
+        return self._add_filters(LlamaSampler(), options)
 
     def _add_grammar(self, sampler: Any, grammar: Any) -> None:
         """``LlamaSampler.add_grammar``, but a grammar llama.cpp cannot parse is an error here instead of a null
@@ -435,12 +470,24 @@ class LlamaEngine:
         return n, finish, t_first
 
     def _speculation(self, options: ChatOptions) -> Speculation | None:
-        """This reply's speculative decoding (``speculative.Speculation``): prompt lookup, greedy replies only
-        (at temperature 0 a draft is checked by the model's own pick; sampled replies need rejection sampling,
-        not yet here)."""
-        if self.speculative == "off" or options.temperature != 0:
+        """This reply's speculative decoding (``speculative.Speculation``): prompt lookup; a greedy reply checks
+        drafts against the model's pick, a sampled one by rejection sampling from plain decoding's distribution."""
+        if self.speculative == "off":
             return None
-        return Speculation(self._llm, max_draft=min(self.max_draft, self.n_batch - 1))
+        sampling = None
+        if options.temperature != 0:
+            import numpy as np
+
+            seed = options.seed if options.seed is not None else random.getrandbits(32)
+            sampling = Sampling(top_k=TOP_K, filters=self.filters(options), rng=np.random.default_rng(seed))
+        repeatable = options.temperature == 0 or options.seed is not None
+        return Speculation(
+            self._llm,
+            max_draft=min(self.max_draft, self.n_batch - 1),
+            sampling=sampling,
+            repeatable=repeatable,
+            draft_model=None if self.speculative == "lookup" else self._draft,
+        )
 
 
 class FirstTokenSampler:
@@ -534,10 +581,11 @@ def load_engine(
     installed = store.Store()
     try:
         item = installed.require(model_id or settings.models.chat)
+        if item.kind != "llm":
+            raise AssistantError(f"{item.id} is a speech model, not a chat model", "see 'assistant models list'")
+        draft = drafts.resolve(settings.runtime.speculative, item, installed)
     finally:
         installed.conn.close()
-    if item.kind != "llm":
-        raise AssistantError(f"{item.id} is a speech model, not a chat model", "see 'assistant models list'")
     return LlamaEngine(
         item,
         n_ctx=n_ctx or settings.runtime.context_size,
@@ -545,4 +593,5 @@ def load_engine(
         n_batch=n_batch or settings.runtime.batch_size,
         model_id=item.id,
         speculative=settings.runtime.speculative,
+        draft=draft,
     )

@@ -8,6 +8,7 @@ reads in tens of milliseconds and a hostile header cannot make us allocate what 
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import struct
@@ -126,6 +127,7 @@ class GGUFInfo:
     data_size: int
     alignment: int = DEFAULT_ALIGNMENT
     warnings: list[str] = field(default_factory=list)
+    vocab_digest: str = ""  # sha256 of the token list as stored: two models that share it can draft for each other
 
     # -- convenience accessors over the metadata -------------------------------------------------
     @property
@@ -232,6 +234,7 @@ class GGUFInfo:
             "value_length": self.value_length,
             "sliding_window": self.sliding_window,
             "vocab_size": self.vocab_size,
+            "vocab_digest": self.vocab_digest,
             "chat_template": self.chat_template is not None,
             "license": self.license,
             "tensors": len(self.tensors),
@@ -326,10 +329,12 @@ def _parse(buf: mmap.mmap, path: Path, size: int) -> GGUFInfo:
     """The header in file order: preamble, metadata, tensor infos, then where the tensor data lies."""
     r = _Reader(buf, path)
     version, n_tensors, n_kv = _preamble(r, buf, size)
-    metadata = _metadata(r, n_kv)
+    metadata, vocab_digest = _metadata(r, n_kv)
     tensors = [_tensor(r) for _ in range(n_tensors)]
     alignment, data_offset, data_size = _data_layout(r, metadata, tensors, size)
-    info = GGUFInfo(path, version, size, metadata, tensors, data_offset, data_size, alignment)
+    info = GGUFInfo(
+        path, version, size, metadata, tensors, data_offset, data_size, alignment, vocab_digest=vocab_digest
+    )
     if "general.architecture" not in metadata:
         raise r.fail("no general.architecture in the metadata")
     return info
@@ -357,15 +362,20 @@ def _preamble(r: _Reader, buf: mmap.mmap, size: int) -> tuple[int, int, int]:
     return version, n_tensors, n_kv
 
 
-def _metadata(r: _Reader, n_kv: int) -> dict[str, Any]:
+def _metadata(r: _Reader, n_kv: int) -> tuple[dict[str, Any], str]:
+    """The metadata, and the sha256 of the token list's bytes (the vocabulary's identity, "" without one)."""
     metadata: dict[str, Any] = {}
+    digest = ""
     for _ in range(n_kv):
         key = r.string()
         type_id = r.scalar("<I")
         if key in metadata:
             raise r.fail(f"duplicate metadata key {key!r}")
+        start = r.pos
         metadata[key] = r.value(type_id, keep=True)
-    return metadata
+        if key == "tokenizer.ggml.tokens":
+            digest = hashlib.sha256(r.buf[start : r.pos]).hexdigest()[:16]
+    return metadata, digest
 
 
 def _tensor(r: _Reader) -> TensorInfo:

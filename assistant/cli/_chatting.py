@@ -59,9 +59,7 @@ def open_session(n_ctx: int | None, speculative: str | None = None) -> ChatSessi
 
     settings = config.load()
     if speculative is not None:  # --speculative: this run's runtime.speculative
-        settings = settings.model_copy(
-            update={"runtime": settings.runtime.model_copy(update={"speculative": speculative})}
-        )
+        settings = config.with_speculative(settings, speculative)
     return ChatSession(settings=settings, engine_factory=lambda mid: load_engine(mid, settings, n_ctx=n_ctx))
 
 

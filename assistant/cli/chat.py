@@ -47,8 +47,9 @@ REPL_HELP = "/new starts a new chat, /exit or Ctrl+D quits, Ctrl+C stops a reply
 )
 @click.option(
     "--speculative",
-    type=click.Choice(["auto", "lookup", "off"]),
-    help="Speculative decoding (default: config runtime.speculative): lookup drafts tokens from the prompt.",
+    metavar="auto|lookup|draft:ID|off",
+    help="Speculative decoding (default: config runtime.speculative): lookup drafts tokens from the prompt,"
+    " draft:ID asks a smaller installed model with the same vocabulary.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the reply and its stats.")
 def chat(

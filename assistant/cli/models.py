@@ -89,6 +89,8 @@ def info(target: str, ctx_size: int | None, verbose: bool, as_json: bool) -> Non
         if item is not None and item.present:
             data = _whisper_info(item.path) if item.kind == "whisper" else gguf.read(item.path).summary()
             data.update(id=item.id, source=item.source, provenance=item.provenance, installed=True)
+            if item.kind == "llm":
+                data.update(_drafts(item, store))
         else:
             variant = catalog.default().find(model_id)
             if variant is None:
@@ -117,6 +119,18 @@ def info(target: str, ctx_size: int | None, verbose: bool, as_json: bool) -> Non
         emit_json(data)
         return
     _print_info(data, verbose)
+
+
+def _drafts(item: Any, store: Any) -> dict[str, list[str]]:
+    """The installed models with ``item``'s vocabulary: the smaller can draft for it (speculative decoding,
+    ``runtime.speculative = "draft:ID"``), it can draft for the larger."""
+    from .. import drafts
+
+    found = drafts.compatible(item, store.list("llm"))
+    return {
+        "drafted_by": [m.id for m in found if m.size_bytes < item.size_bytes],
+        "drafts_for": [m.id for m in found if m.size_bytes >= item.size_bytes],
+    }
 
 
 def _whisper_info(path: Path) -> dict[str, Any]:
@@ -161,6 +175,8 @@ def _print_info(data: dict[str, Any], verbose: bool) -> None:
         ("license", "license"),
         ("file_size", "file size"),
         ("source", "source"),
+        ("drafted_by", "drafted by"),
+        ("drafts_for", "drafts for"),
         ("sources", "sources"),
         ("description", "description"),
     ]
@@ -168,7 +184,7 @@ def _print_info(data: dict[str, Any], verbose: bool) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, label in labels:
-        if key not in data or data[key] is None:
+        if data.get(key) is None or data[key] == []:
             continue
         value = data[key]
         if key == "parameters":

@@ -1,5 +1,6 @@
-"""Speculative decoding (prompt lookup) on the real SmolLM2: it drafts, it reports, and at temperature 0 a
-reply differs from plain decoding's only where the model is at a near-tie.
+"""Speculative decoding (prompt lookup) on the real SmolLM2: it drafts, it reports, at temperature 0 a
+reply differs from plain decoding's only where the model is at a near-tie, and at temperature > 0 a verified
+token is drawn from the distribution plain sampling draws from.
 
 Why not "identical": llama.cpp computes a batch with other kernels than a single token, and the logits move
 a little (``speculative.EXACT_MARGIN``); KV entries written by a batch carry that into later steps. Where the
@@ -9,6 +10,7 @@ top two tokens are nearly tied, either is what plain decoding with another batch
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,74 @@ def test_chat_reports_drafted_and_accepted_tokens(installed_models: dict[str, ob
     off = json.loads(run_cli(*args, "--speculative", "off").stdout)
     assert on["drafted_tokens"] > 0 and 0 < on["accepted_tokens"] <= on["drafted_tokens"]
     assert off["drafted_tokens"] == off["accepted_tokens"] == 0
+
+
+def _chi2_same(a: Counter[int], b: Counter[int]) -> tuple[float, float]:
+    """Two-sample chi-square statistic over the tokens both draws saw (rare ones pooled, so every cell expects
+    5 or more) and its 0.1 % critical value (Wilson-Hilferty)."""
+    total_a, total_b = sum(a.values()), sum(b.values())
+    cells, pooled = [], [0, 0]
+    for token in set(a) | set(b):
+        if a[token] + b[token] >= 20:
+            cells.append((a[token], b[token]))
+        else:
+            pooled[0] += a[token]
+            pooled[1] += b[token]
+    if sum(pooled) >= 20:
+        cells.append((pooled[0], pooled[1]))
+    stat = 0.0
+    for x, y in cells:
+        for seen, total in ((x, total_a), (y, total_b)):
+            expected = (x + y) * total / (total_a + total_b)
+            stat += (seen - expected) ** 2 / expected
+    df = len(cells) - 1
+    z = 3.09  # one-sided 0.1 %
+    return stat, df * (1 - 2 / (9 * df) + z * (2 / (9 * df)) ** 0.5) ** 3
+
+
+@pytest.mark.slow
+def test_a_sampled_draft_keeps_plain_samplings_distribution(smollm: LlamaEngine) -> None:
+    """Speculative sampling (temperature > 0): the token at a verified position, the draft's if the model takes
+    it or else one drawn from the rest, has the frequencies of llama.cpp's own sampler over many seeds."""
+    from assistant.engine import TOP_K
+    from assistant.speculative import Sampling, Speculation
+
+    options = ChatOptions(temperature=1.0, top_p=0.95)
+    llm = smollm._llm
+    tokens = smollm.plan([Message("user", "Tell me a short story about a robot who learns to paint.")], options).tokens
+    draws = 3000
+
+    def sample() -> tuple[Counter[int], Counter[int], int, int]:
+        llm.reset()
+        smollm._evaluate(tokens, CancelToken())
+        plain: Counter[int] = Counter(smollm._sampler(options, seed).sample(llm._ctx, -1) for seed in range(draws))
+        proposed = plain.most_common(1)[0][0]  # a draft token the model takes often, but not always
+        spec = Speculation(llm, sampling=Sampling(TOP_K, smollm.filters(options), np.random.default_rng(7)))
+        llm.n_tokens -= 1  # the prompt's last token again, now with a draft: one batch of two
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        first = spec._verify(tokens[-1], [proposed], None)
+        assert first[0] in plain
+        speculative: Counter[int] = Counter(spec._pick(0, proposed, None) for _ in range(draws))
+        return plain, speculative, proposed, len(first)
+
+    plain, speculative, proposed, verified = smollm.on_engine_thread(sample)
+    assert verified in (1, 2)
+    assert 0.05 < plain[proposed] / draws < 0.95, plain.most_common(5)  # a real test of the rejection branch
+    stat, critical = _chi2_same(plain, speculative)
+    assert stat < critical, (stat, critical, plain.most_common(8), speculative.most_common(8))
+
+
+@pytest.mark.slow
+def test_a_sampled_reply_drafts_and_a_seed_repeats_it(smollm: LlamaEngine) -> None:
+    options = ChatOptions(temperature=0.7, max_tokens=64, seed=11)
+
+    def reply() -> tuple[str, Any]:
+        smollm.speculative = "lookup"
+        smollm.on_engine_thread(smollm._llm.reset)
+        chunks = list(smollm.stream([Message("user", PROMPTS[0])], options, CancelToken()))
+        return "".join(c.text for c in chunks), chunks[-1].stats
+
+    first, stats = reply()
+    again, _ = reply()
+    assert stats.drafted_tokens > 0 and 0 < stats.accepted_tokens <= stats.drafted_tokens
+    assert first == again

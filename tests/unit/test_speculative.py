@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.speculative import DraftLength, Lookup
+from assistant.speculative import BATCH_STEPS, DraftLength, Lookup
 
 
 def test_the_draft_is_what_followed_the_last_ngram_before() -> None:
@@ -53,3 +53,54 @@ def test_draft_length_grows_with_acceptance_and_stops_when_drafts_do_not_pay() -
     tiny = DraftLength(max_draft=0)  # runtime.batch_size = 1: a batch holds one token, so never a draft
     tiny.plain_steps = DraftLength.PROBE_EVERY
     assert tiny.length(16) == 0
+
+
+def test_a_longer_match_tells_repeated_lines_apart() -> None:
+    # "1 2 3" is followed by 40 after a 9 and by 50 after a 7; the reply's suffix is "9 1 2 3"
+    lookup = Lookup([9, 1, 2, 3, 40, 7, 1, 2, 3, 50, 9, 1, 2, 3])
+    assert lookup.draft(1) == [40] and lookup.matched == 4
+    lookup.append(77)
+    assert lookup.draft(3) == [] and lookup.matched == 0
+
+
+def test_each_match_length_keeps_its_own_rate() -> None:
+    length = DraftLength()
+    for _ in range(10):
+        length.update(3, 0, matched=3)  # chance 3-gram matches in open-ended text: never right
+    assert length.length(8, matched=3) == 0
+    assert length.length(8, matched=8) > 0  # a reply that copies long stretches still drafts
+    assert length.rate(20) == length.rate(8) and length.rate(1) == length.rate(3)
+
+
+def test_a_failed_probe_doubles_the_wait_for_the_next() -> None:
+    length = DraftLength()
+    for _ in range(10):
+        length.update(3, 0, matched=3)
+    for _ in range(DraftLength.PROBE_EVERY):
+        length.plain()
+    assert length.length(8, matched=3) == DraftLength.PROBE_LENGTH
+    length.update(3, 0, matched=3)
+    assert length.probe_every == 2 * DraftLength.PROBE_EVERY
+    for _ in range(DraftLength.PROBE_EVERY):
+        length.plain()
+    assert length.length(8, matched=3) == 0  # not yet
+    for _ in range(DraftLength.PROBE_EVERY):
+        length.plain()
+    assert length.length(8, matched=3) == DraftLength.PROBE_LENGTH
+    length.update(3, 3, matched=3)  # taken whole: the reply repeats its input now
+    assert length.probe_every == DraftLength.PROBE_EVERY
+    for _ in range(20):
+        length.update(3, 0, matched=3)
+        for _ in range(DraftLength.PROBE_LONGEST_WAIT):
+            length.plain()
+        length.length(8, matched=3)
+    assert length.probe_every == DraftLength.PROBE_LONGEST_WAIT
+
+
+def test_timings_correct_the_costs_unless_the_reply_must_repeat() -> None:
+    adaptive, fixed = DraftLength(), DraftLength(adapt=False)
+    for length in (adaptive, fixed):
+        length.timed(1, 0.010)
+        length.timed(8, 0.060)  # a batch of 8 costing 6 steps on this machine, not 3.5
+    assert adaptive.steps[8] == 6.0
+    assert fixed.steps[8] == BATCH_STEPS[8]
