@@ -2,19 +2,24 @@
 
 One-token-at-a-time decoding reads the whole model from memory for every token; on a laptop CPU a batch of
 tokens costs less per token (SmolLM2 Q4_1 on 2 cores, timed in the engine: 2 tokens cost 1.7 single steps,
-4 cost 2.2, 8 cost 3.5). So
-the engine (``engine.LlamaEngine._decode``) evaluates the token it just sampled *plus a draft* of the next
-ones in one batch, samples each position, keeps the draft's tokens up to the first one the model would not
-have picked, and removes the rest from the KV cache. At temperature 0 the reply is plain decoding's except
-at near-ties, where batched and single-token kernels can pick differently (``Speculation._verify``); the
-speed-up is the draft tokens accepted, less what the batches cost over single steps (``BATCH_STEPS``).
+4 cost 2.2, 8 cost 3.5). So the engine (``engine.LlamaEngine._decode``) evaluates the token it just sampled
+*plus a draft* of the next ones in one batch, checks each position, keeps the draft's tokens up to the first
+one the model does not take, and removes the rest from the KV cache. A greedy reply takes a draft token when it
+is the model's own pick; at temperature 0 the reply is plain decoding's except at near-ties, where batched and
+single-token kernels can pick differently (``Speculation._verify``). A sampled reply takes it with the
+probability the model gives it and otherwise draws from the rest (``Speculation._pick``), which keeps plain
+sampling's distribution exactly. The speed-up is the draft tokens accepted, less what the batches (and a draft
+model's guesses) cost over single steps (``BATCH_STEPS``).
 
 * ``Lookup`` — prompt-lookup decoding (Saxena, 2023; llama.cpp's ``llama-lookup``): the draft is what followed
-  the latest earlier occurrence of the reply's last n-gram, in the prompt or the reply so far. Replies that
-  repeat their input (rewrite this, fix this code, extract these fields, continue this list) accept long
-  drafts; no extra model, no extra memory.
-* ``DraftLength`` — how long a draft pays: from the acceptance rate seen so far and the cost of a batch,
-  the length with the most tokens per unit of work, or none (plain decoding) while drafts do not pay.
+  the latest earlier occurrence of the reply's longest recurring n-gram (3 to 8 tokens), in the prompt or the
+  reply so far. Replies that repeat their input (rewrite this, fix this code, extract these fields, continue
+  this list) accept long drafts; no extra model, no extra memory.
+* ``DraftModel`` — a smaller model with the same vocabulary (``drafts.py`` finds them) guesses where the
+  reply does not repeat its input.
+* ``DraftLength`` — how long a draft pays: from the acceptance rate seen so far (per match length) and the
+  cost of a batch, the length with the most tokens per unit of work, or none (plain decoding) while drafts
+  do not pay.
 """
 
 from __future__ import annotations
