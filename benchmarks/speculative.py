@@ -7,7 +7,7 @@ tok/s (prompt processing excluded, as ``Stats.tokens_per_second``). Reported per
 ratio over prompts, whether the replies are identical, the acceptance rate (accepted / drafted) and the
 mean accepted length per draft, per task type; with ``--drafts 4,10`` for each longest draft.
 
-Prompts: ``benchmarks/data/speculative_prompts.py``, 30 grounded in their input (code edits, rewrites,
+Prompts: ``assistant/bench/grounded.py``, 30 grounded in their input (code edits, rewrites,
 extraction to JSON, summaries with quotes, reformatted lists, continued tables) and 30 open-ended.
 Targets (issue 15): grounded >= 1.5 x plain, open-ended >= 0.97 x plain, identical replies.
 
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import print_table, write_json
-from speculative_prompts import grounded, open_ended
+
+from assistant.bench.grounded import grounded, open_ended
 
 GROUNDED_TARGET, OPEN_TARGET = 1.5, 0.97
 

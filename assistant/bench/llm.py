@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from .. import fit, gguf
 from ..errors import AssistantError
 from . import per as per_mod
+from . import spec as bench_spec
 from . import stats
 from . import tasks as bench_tasks
 
@@ -96,6 +97,7 @@ class Options:
     text_file: str | None = None
     # Lists of values to sweep ({"threads": [1, 2]}): every combination is measured, one row each.
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    speculative: bool = False  # the speculative column: prompt lookup on grounded prompts (``spec.py``)
 
     @property
     def chunk(self) -> int:
@@ -149,6 +151,7 @@ class Options:
             "tasks_file": self.tasks_file,
             "text_file": self.text_file,
             "sweep": self.sweep,
+            "speculative": self.speculative,
         }
 
 
@@ -316,10 +319,17 @@ def run(
         for r in range(options.reps):
             for n in order if r % 2 == 0 else reversed(order):
                 spec = {**specs[n], "speed_only": True, "reps": 1}
-                rounds[n].append(_measure(jobs[n], spec, options, progress, cancel, last=r == options.reps - 1))
+                last = r == options.reps - 1 and not options.speculative
+                rounds[n].append(_measure(jobs[n], spec, options, progress, cancel, last=last))
+        lookup: dict[int, dict[str, Any]] = {}
+        if options.speculative:  # its own pass: it loads the chat engine, which the speed rounds must not see
+            for n in order:
+                spec = {**specs[n], "speculative_only": True}
+                lookup[n] = _measure(jobs[n], spec, options, progress, cancel, last=True)
         for n in order:
             ref_job = ref_jobs[refs[jobs[n].target.family].id]
-            measured_rows[n] = _row(jobs[n], ref_job, {**quality[n], **_speed_rounds(rounds[n])}, notes[n])
+            measured = {**quality[n], **_speed_rounds(rounds[n]), **lookup.get(n, {})}
+            measured_rows[n] = _row(jobs[n], ref_job, measured, notes[n])
     rows = [measured_rows[n] for n in range(len(jobs))]
 
     _pair_accuracy(rows, items)
@@ -360,7 +370,9 @@ def _measure(
         if progress is None or (event.get("event") == "plan" and not quality):
             return
         if event.get("event") == "plan":
-            event = {**event, "units": event["units"] + options.reps * replace(options, reps=1).speed_units}
+            speed = options.reps * replace(options, reps=1).speed_units
+            lookup = len(bench_spec.prompts(options.quick)) if options.speculative else 0
+            event = {**event, "units": event["units"] + speed + lookup}
         progress(job.label, event)
 
     if progress is not None and quality:
@@ -505,5 +517,6 @@ def _row(job: _Job, ref_job: _Job, m: dict[str, Any], quality_note: str | None) 
         "task_replies": m.get("task_replies", {}),
         "reps": options.reps,
         "ctx": n_ctx,
+        **{k: m[k] for k in bench_spec.KEYS if k in m},
     }
     return row

@@ -28,6 +28,7 @@ from .. import gguf, paths
 from ..errors import AssistantError
 from ..llama import log_to
 from ..prompt import shared_prefix
+from . import spec as bench_spec
 from . import stats
 from . import tasks as bench_tasks
 from .llama_model import LlamaModel
@@ -419,6 +420,12 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
     log_to(on_log)
     llama_cpp.llama_backend_init()
     opts = _spec_options(spec)
+    if spec.get("speculative_only"):  # the speculative column's pass (``spec.py``), after the speed rounds
+        emit({"event": "plan", "units": len(bench_spec.prompts(opts.quick))})
+        return bench_spec.measure(
+            spec["path"], ctx=opts.ctx, threads=opts.threads, batch=opts.batch, quick=opts.quick,
+            step=lambda stage: emit({"event": "advance", "stage": stage}),
+        )  # fmt: skip
     # speed_only: just load / pp / tg / TTFT / RSS (one round of ``llm.run``'s interleaved speed rounds, and
     # benchmarks/llama_bench_compare.py); quality_only: just KLD / PPL / top-1 and the tasks.
     speed_only, quality_only = bool(spec.get("speed_only")), bool(spec.get("quality_only"))

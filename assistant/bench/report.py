@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..untrusted import clean, plain
+from . import spec
 from .results import Run
 from .stats import half_width, number
 
@@ -66,6 +67,20 @@ def _per(row: Row) -> str:
     if lo is None or hi is None or lo == hi:
         return f"{value:.3f}"
     return f"{value:.3f} [{lo:.3f}–{hi:.3f}]"
+
+
+def _lookup(row: Row) -> str:
+    """The speculative column: lookup's speed-up on grounded prompts [95 %], and the share of drafts taken."""
+    ratio = number(row.get("spec_ratio"))
+    if ratio is None:
+        return "–"
+    lo, hi, taken = (
+        number(row.get("spec_ratio_lo")),
+        number(row.get("spec_ratio_hi")),
+        number(row.get("spec_acceptance")),
+    )
+    text = f"{ratio:.2f}×" + (f" [{lo:.2f}–{hi:.2f}]" if lo is not None and hi is not None and lo != hi else "")
+    return text + (f" {taken * 100:.0f}%" if taken is not None else "")
 
 
 def _size(row: Row) -> str:
@@ -150,12 +165,24 @@ def notes(run: Run) -> list[str]:
     return [f"{row['id']}: {row['quality_note']}" for row in run.rows if row.get("quality_note")]
 
 
+# ``bench --speculative``: prompt lookup against plain decoding on grounded prompts (``spec.py``), before PER.
+SPEC_COLUMN = Column("spec_ratio", "lookup ×, taken", _lookup)
+
+
+def _has_spec(run: Run) -> bool:
+    return run.kind != "whisper" and any(row.get("spec_ratio") is not None for row in run.rows)
+
+
 def columns(run: Run) -> tuple[Column, ...]:
-    return SPEECH_COLUMNS if run.kind == "whisper" else LLM_COLUMNS
+    if run.kind == "whisper":
+        return SPEECH_COLUMNS
+    return (*LLM_COLUMNS[:-1], SPEC_COLUMN, LLM_COLUMNS[-1]) if _has_spec(run) else LLM_COLUMNS
 
 
 def csv_keys(run: Run) -> tuple[str, ...]:
-    return SPEECH_CSV_KEYS if run.kind == "whisper" else LLM_CSV_KEYS
+    if run.kind == "whisper":
+        return SPEECH_CSV_KEYS
+    return (*LLM_CSV_KEYS, *spec.KEYS) if _has_spec(run) else LLM_CSV_KEYS
 
 
 def when(run: Run) -> str:

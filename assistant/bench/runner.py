@@ -35,6 +35,7 @@ class Options:
     tasks_file: str | None = None
     text_file: str | None = None
     sweep: dict[str, list[Any]] = field(default_factory=dict)
+    speculative: bool = False  # the lookup column (``spec.py``)
     budget: Budget | None = None
 
     @property
@@ -73,9 +74,10 @@ def run(planned: Plan, *, options: Options, progress: Progress | None = None, ca
 
         # --threads N is for speech too; lists, the KV cache, flash attention and batches are not
         swept = {k for k, v in options.sweep.items() if k != "threads" or len(v) > 1}
-        if options.tasks_file or options.text_file or swept:
+        if options.tasks_file or options.text_file or swept or options.speculative:
             raise AssistantError(
-                "--tasks, --text and setting lists are for language models", "benchmark speech without them"
+                "--tasks, --text, --speculative and setting lists are for language models",
+                "benchmark speech without them",
             )
 
         opts = speech.Options(reps=options.repetitions, quick=options.quick, threads=options.threads)
@@ -90,6 +92,7 @@ def run(planned: Plan, *, options: Options, progress: Progress | None = None, ca
         tasks_file=options.tasks_file,
         text_file=options.text_file,
         sweep=options.sweep,
+        speculative=options.speculative,
         **{k: v[0] for k, v in options.sweep.items() if k != "threads" and v},
     )
     return llm.run(

@@ -146,6 +146,11 @@ def bench_group() -> None:
 )
 @click.option("--max-memory", type=click.FloatRange(0), help="Verdict budget: peak memory in MiB.")
 @click.option("--min-tps", type=click.FloatRange(0), help="Verdict budget: generation speed in tokens/s.")
+@click.option(
+    "--speculative",
+    is_flag=True,
+    help="Also time prompt-lookup decoding against plain decoding on grounded prompts (the lookup column).",
+)
 @click.option("--no-save", is_flag=True, help="Don't store the run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def run_cmd(
@@ -164,6 +169,7 @@ def run_cmd(
     max_accuracy_drop: float | None,
     max_memory: float | None,
     min_tps: float | None,
+    speculative: bool,
     no_save: bool,
     as_json: bool,
 ) -> None:
@@ -189,6 +195,7 @@ def run_cmd(
         tasks_file=tasks_file,
         text_file=text_file,
         sweep=sweep,
+        speculative=speculative,
         budget=Budget(max_kld=max_kld, max_accuracy_drop=max_accuracy_drop, max_memory=max_memory, min_tps=min_tps),
     )
     with _progress() as progress:

@@ -287,3 +287,17 @@ def test_cached_reference_rows_score_as_the_loaded_reference(bench_home: Path, t
     assert oct((tmp_path / "ref_rows.npy").stat().st_mode & 0o777) == "0o600"
     ref.close()
     cand.close()
+
+
+def test_the_speculative_column_times_lookup_on_grounded_prompts(bench_home: Path) -> None:
+    env = {"ASSISTANT_HOME": str(bench_home)}
+    result = run_cli("bench", SMOL, "--quick", "--speculative", "--json", "--no-save", env=env)
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)["results"]
+    assert row["spec_ratio_lo"] <= row["spec_ratio"] <= row["spec_ratio_hi"]
+    assert 0.3 < row["spec_ratio"] < 5  # a speed-up or a small loss, measured
+    assert row["spec_tps"] > 0 and row["spec_plain_tps"] > 0
+    assert 0 <= row["spec_acceptance"] <= 1  # the grounded prompts are drafted for
+    table = run_cli("bench", SMOL, "--quick", "--speculative", "--reps", "1", "--no-save", env=env)
+    assert table.returncode == 0, table.stderr
+    assert "lookup ×" in table.stdout and "taken" in table.stdout

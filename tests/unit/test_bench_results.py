@@ -253,3 +253,15 @@ def test_a_quality_note_is_shown_with_the_table() -> None:
     run = Run(kind="llm", rows=rows, fingerprint={})
     assert "fam:q2_k: reference has another vocabulary" in _render(report.rich_table(run))
     assert "- fam:q2\\_k: reference has another vocabulary" in report.markdown(run)
+
+
+def test_the_lookup_column_appears_with_the_speculative_figures() -> None:
+    from assistant.bench import report
+    from assistant.bench.results import Run
+
+    row = {"id": "m:q4_1", "spec_ratio": 1.234, "spec_ratio_lo": 1.1, "spec_ratio_hi": 1.4, "spec_acceptance": 0.7}
+    with_spec = Run(kind="llm", rows=[row], fingerprint={})
+    assert report.SPEC_COLUMN in report.columns(with_spec) and "spec_acceptance" in report.csv_keys(with_spec)
+    assert report.SPEC_COLUMN.fmt(row) == "1.23× [1.10–1.40] 70%"
+    plain = Run(kind="llm", rows=[{"id": "m:q4_1"}], fingerprint={})
+    assert report.columns(plain) == report.LLM_COLUMNS and report.csv_keys(plain) == report.LLM_CSV_KEYS

@@ -81,3 +81,15 @@ def test_a_speech_run_takes_a_thread_count_but_no_setting_lists(
             runner.run(planned, options=options)
     else:
         assert runner.run(planned, options=options) == "the run"
+
+
+def test_the_speculative_column_is_for_language_models(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant.errors import AssistantError
+
+    seen: list[Any] = []
+    monkeypatch.setattr(speech, "run", lambda ids, **kwargs: "the run")
+    monkeypatch.setattr(llm, "run", lambda ids, *, options, **kwargs: seen.append(options) or "the run")
+    with pytest.raises(AssistantError, match="--speculative"):
+        runner.run(runner.plan(["whisper-a:int8"], store=store), options=runner.Options(speculative=True))
+    assert runner.run(runner.plan(["fam:q8_0"], store=store), options=runner.Options(speculative=True)) == "the run"
+    assert seen[0].speculative is True

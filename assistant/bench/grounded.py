@@ -1,5 +1,7 @@
-"""The speculative-decoding benchmark's prompts: 30 grounded in their input (the reply repeats much of it)
-and 30 open-ended. Written for this repo; each is (task type, prompt)."""
+"""Prompts for speculative decoding: 30 grounded in their input (the reply repeats much of it: code edits,
+rewrites, extraction to JSON, summaries with quotes, reformatted lists, continued tables) and 30 open-ended.
+Written for this project (``data/SOURCES.md``); each is (task type, prompt). ``assistant bench --speculative``
+times a sample of the grounded ones (``spec.py``), ``benchmarks/speculative.py`` all of them."""
 
 from __future__ import annotations
 
