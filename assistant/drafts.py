@@ -9,6 +9,7 @@ is 0.6 of its q8_0, and costs more than it saves)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,17 @@ def vocab_digest(item: Installed) -> str:
     if isinstance(digest, str) and digest:
         return digest
     try:
-        return gguf.read(item.path).vocab_digest
+        stat = item.path.stat()
+    except OSError:
+        return ""
+    return _read_digest(str(item.path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The digest from the file's header (0.1-0.2 s for a 50k-token vocabulary), once per file version."""
+    try:
+        return gguf.read(path).vocab_digest
     except AssistantError:
         return ""
 

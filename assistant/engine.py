@@ -487,6 +487,7 @@ class LlamaEngine:
             sampling=sampling,
             repeatable=repeatable,
             draft_model=None if self.speculative == "lookup" else self._draft,
+            costs_key=f"{self.path.name}:{self.info.file_size}:{self.n_threads}:{self.n_batch}",
         )
 
 

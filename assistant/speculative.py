@@ -76,9 +76,60 @@ class Lookup:
         return []
 
 
-# What a batch of m tokens costs, in single steps: measured here (SmolLM2 Q4_1, 2 cores: 2 tokens 1.70, 3 2.15,
-# 4 2.20, 6 2.83, 8 3.53, 11 5.50). The prior; each reply then times its own steps and batches.
+# What a batch of m tokens costs, in single steps (SmolLM2 Q4_1, 2 cores of an Intel Xeon: 2 tokens 1.70, 3 2.15,
+# 4 2.20, 6 2.83, 8 3.53, 11 5.50; of an AMD EPYC: 2 1.63, 3 2.32, 4 2.50, 6 3.37, 8 4.50). Machines differ this
+# much, so the engine times them once per model and thread count (``batch_costs``); this is the fallback.
 BATCH_STEPS = {1: 1.0, 2: 1.7, 3: 2.15, 4: 2.2, 5: 2.5, 6: 2.83, 7: 3.2, 8: 3.53, 9: 4.2, 10: 4.8, 11: 5.5}
+COSTS_FILE = "batch_costs.json"  # in the cache folder: {model file, size, threads, batch: {m: steps}}
+_costs: dict[str, dict[int, float]] = {}  # the same, as read or timed in this process
+
+
+def batch_costs(llm: Any, token: int, key: str, largest: int) -> dict[int, float]:
+    """What batches of 1 to ``largest`` tokens cost on this machine, in single steps, for the model and
+    settings ``key`` names: timed here once (a few decodes at the next position, removed from the KV cache
+    after) and kept in the cache folder, so every later reply, in this run or the next, chooses the same
+    drafts from the same tokens (a seed repeats its reply). Call it just before a decode that replaces the
+    logits it leaves."""
+    import json
+
+    from . import paths
+    from .errors import AssistantError
+
+    if key in _costs and max(_costs[key]) >= largest:
+        return _costs[key]
+    path = paths.cache_dir() / COSTS_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        found = {int(m): float(v) for m, v in stored[key].items()}
+        if max(found) >= largest and all(v >= 1.0 for v in found.values()):
+            _costs[key] = found
+            return found
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        stored = {}
+    found = _time_batches(llm, token, largest)
+    _costs[key] = found
+    try:
+        stored = stored if isinstance(stored, dict) else {}
+        stored[key] = found
+        paths.write_text_atomic(paths.ensure(path.parent) / COSTS_FILE, json.dumps(stored, indent=1))
+    except (AssistantError, OSError):  # a cache that cannot be written costs a timing next run, nothing else
+        pass
+    return found
+
+
+def _time_batches(llm: Any, token: int, largest: int, rounds: int = 3) -> dict[int, float]:
+    """Each batch size timed ``rounds`` times, interleaved; the fastest of each over the fastest single step."""
+    start = llm.n_tokens
+    seconds: dict[int, float] = {}
+    for _ in range(rounds):
+        for m in range(1, largest + 1):
+            llm._batch.set_batch(batch=[token] * m, n_past=start, logits_all=True)
+            started = time.perf_counter()
+            llm._ctx.decode(llm._batch)
+            seconds[m] = min(seconds.get(m, float("inf")), time.perf_counter() - started)
+            llm._ctx.kv_cache_seq_rm(-1, start, -1)
+    return {m: round(max(1.0, t / seconds[1]), 2) if m > 1 else 1.0 for m, t in seconds.items()}
+
 
 # How likely a draft token is right, before a reply has shown anything, by the length of the match it came
 # from: a 3-gram recurs by chance in open-ended text, an 8-gram mostly because the reply copies its input.
@@ -269,6 +320,7 @@ class Speculation:
         sampling: Sampling | None = None,
         repeatable: bool = False,
         draft_model: DraftModel | None = None,
+        costs_key: str | None = None,
     ) -> None:
         self.llm = llm
         self.n_vocab: int = llm.n_vocab()
@@ -284,6 +336,7 @@ class Speculation:
             max_draft=max_draft, adapt=not repeatable, draft_cost=draft_model.cost if draft_model else 0.0
         )
         self.plain_s, self.plain_steps = 0.0, 0
+        self.costs_key = costs_key  # batch_costs' key: this machine's batch costs, timed at the first step
 
     def seen(self, token: int) -> None:
         self.lookup.append(token)
@@ -305,6 +358,9 @@ class Speculation:
         return draft, DRAFT_MODEL
 
     def step(self, token: int, sampler: Any, room: int) -> list[int]:
+        if self.costs_key is not None:  # before this step's decode, which replaces the logits the timing leaves
+            self.length.steps.update(batch_costs(self.llm, token, self.costs_key, self.length.max_draft + 1))
+            self.costs_key = None
         draft, matched = self._draft(room)
         if not draft:
             self.length.plain()

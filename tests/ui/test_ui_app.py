@@ -629,6 +629,32 @@ async def test_model_picker_lists_installed_models_and_switches() -> None:
         assert app.query_one(StatusBar).model_id == "gemma3-270m:q4_k_m"
 
 
+async def test_model_picker_names_the_smaller_models_that_can_draft_for_each() -> None:
+    from assistant import paths
+    from assistant.store import Installed, Store
+
+    register_fake_model()  # the configured chat model, so the app opens on the chat
+    store = Store()
+    for model_id, size in (("fam:q8_0", 300), ("fam:q4_1", 200), ("other:q4_0", 100)):
+        path = paths.ensure(paths.models_dir()) / f"{model_id.replace(':', '-')}.gguf"
+        path.write_bytes(b"GGUF" + b"x" * size)
+        digest = "other-vocab" if model_id.startswith("other") else "fam-vocab"
+        header = {"layers": 30, "heads": 9, "kv_heads": 3, "embedding_length": 576, "vocab_size": 49152}
+        header |= {"key_length": 64, "value_length": 64, "context_length": 8192}
+        info = {**header, "vocab_digest": digest, "quant": model_id.split(":")[1].upper(), "file_size": size}
+        store.add(Installed(model_id, "llm", path, True, size, None, "test", info=info, installed_at=1.0))
+    store.conn.close()
+    app = AssistantApp(engine_factory=ScriptedEngine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("ctrl+o")
+        await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
+        table = app.screen.query_one("#model-table", DataTable)
+        await wait_until(pilot, lambda: table.row_count == 4, "the installed models listed")
+        rows = {str(table.get_row_at(i)[0]).strip("● "): str(table.get_row_at(i)[4]) for i in range(4)}
+        assert rows == {"fam:q8_0": "q4_1", "fam:q4_1": "–", "other:q4_0": "–", FAKE_MODEL: "–"}
+
+
 async def test_completion_mode_and_trim_notices_from_stats_once_per_chat(engine: ScriptedEngine) -> None:
     from assistant.chat import Stats
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from assistant.speculative import BATCH_STEPS, DraftLength, Lookup
 
 
@@ -104,3 +106,43 @@ def test_timings_correct_the_costs_unless_the_reply_must_repeat() -> None:
         length.timed(8, 0.060)  # a batch of 8 costing 6 steps on this machine, not 3.5
     assert adaptive.steps[8] == 6.0
     assert fixed.steps[8] == BATCH_STEPS[8]
+
+
+class _TimedLlama:
+    """Stands in for llama_cpp.Llama where batch_costs touches it: counts decodes, keeps n_tokens."""
+
+    def __init__(self) -> None:
+        self.n_tokens = 40
+        self.decoded: list[int] = []
+        self._batch = self
+        self._ctx = self
+
+    def set_batch(self, *, batch: list[int], n_past: int, logits_all: bool) -> None:
+        assert n_past == self.n_tokens and logits_all
+        self.size = len(batch)
+
+    def decode(self, batch: object) -> None:
+        self.decoded.append(self.size)
+
+    def kv_cache_seq_rm(self, seq: int, start: int, end: int) -> None:
+        assert start == self.n_tokens
+
+
+def test_batch_costs_are_timed_once_and_kept_in_the_cache(assistant_home: Path) -> None:
+    import json
+
+    from assistant import paths, speculative
+
+    speculative._costs.clear()
+    llm = _TimedLlama()
+    costs = speculative.batch_costs(llm, 7, "model.gguf:1:2:512", 8)
+    assert sorted(costs) == list(range(1, 9)) and costs[1] == 1.0 and all(v >= 1.0 for v in costs.values())
+    assert sorted(set(llm.decoded)) == list(range(1, 9)) and llm.n_tokens == 40  # nothing left in the cache
+    stored = json.loads((paths.cache_dir() / speculative.COSTS_FILE).read_text())
+    assert stored["model.gguf:1:2:512"] == {str(m): v for m, v in costs.items()}
+    speculative._costs.clear()  # a new process: read from the file, not timed again
+    again = _TimedLlama()
+    assert speculative.batch_costs(again, 7, "model.gguf:1:2:512", 8) == costs and again.decoded == []
+    (paths.cache_dir() / speculative.COSTS_FILE).write_text("{not json")
+    speculative._costs.clear()
+    assert sorted(speculative.batch_costs(again, 7, "model.gguf:1:2:512", 4)) == [1, 2, 3, 4]  # timed anew

@@ -1,4 +1,5 @@
-"""Pick the chat model: installed models with their size, quantization and whether they fit in memory.
+"""Pick the chat model: installed models with their size, quantization, whether they fit in memory, and the
+installed models that can draft for them (speculative decoding, ``runtime.speculative = "draft:ID"``).
 
 The rows come from ``inventory.installed`` (the store and the free memory), so they are computed in a thread
 worker; the table fills in when they arrive.
@@ -31,16 +32,35 @@ class ModelRow:
     verdict: str  # fits / tight / won't fit / unreadable / missing
     need_bytes: int | None
     current: bool = False
+    drafted_by: tuple[str, ...] = ()  # smaller installed models with its vocabulary (``drafts.compatible``)
 
 
 def installed_rows(current: str | None, context_size: int, batch_size: int) -> list[ModelRow]:
-    """Blocking: reads the store (``inventory.installed``, which ``models list`` shows too). Call from a worker."""
+    """Blocking: reads the store (``inventory.installed``, which ``models list`` shows too) and the models'
+    vocabularies (``drafts``). Call from a worker."""
+    from ... import drafts
     from ...inventory import installed
 
+    fitted = installed(context_size, batch_size, kind="llm")
+    items = [f.item for f in fitted]
     return [
-        ModelRow(f.item.id, f.item.size_bytes, f.quant, f.verdict, f.need_bytes, f.item.id == current)
-        for f in installed(context_size, batch_size, kind="llm")
+        ModelRow(
+            f.item.id,
+            f.item.size_bytes,
+            f.quant,
+            f.verdict,
+            f.need_bytes,
+            f.item.id == current,
+            tuple(m.id for m in drafts.compatible(f.item, items) if m.size_bytes < f.item.size_bytes),
+        )
+        for f in fitted
     ]
+
+
+def _short(model_id: str, of: str) -> str:
+    """A draft's id as the row shows it: its variant alone when it is of the row's family."""
+    family, _, variant = model_id.partition(":")
+    return variant if variant and family == of.partition(":")[0] else model_id
 
 
 class ModelPicker(ModalScreen[str | None]):
@@ -63,7 +83,7 @@ class ModelPicker(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("Model", "Size", "Quant", "Fit")
+        table.add_columns("Model", "Size", "Quant", "Fit", "Drafted by")
         table.loading = True
         self._list_models()
 
@@ -79,7 +99,8 @@ class ModelPicker(ModalScreen[str | None]):
             marker = "● " if row.current else "  "
             fit_text = row.verdict if row.need_bytes is None else f"{row.verdict} ({human_size(row.need_bytes)})"
             # DataTable parses str cells as markup: ids and quants from the store are data
-            cells = (plain(marker + row.id), human_size(row.size_bytes), plain(row.quant), plain(fit_text))
+            drafts = plain(", ".join(_short(d, row.id) for d in row.drafted_by) or "–")
+            cells = (plain(marker + row.id), human_size(row.size_bytes), plain(row.quant), plain(fit_text), drafts)
             table.add_row(*cells, key=row.id)
         if not message.rows:
             self.query_one("#picker-help", Label).update("No chat models installed: run 'assistant models pull'.")
