@@ -100,16 +100,19 @@ def batch_costs(llm: Any, token: int, key: str, largest: int) -> dict[int, float
     path = paths.cache_dir() / COSTS_FILE
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    stored = stored if isinstance(stored, dict) else {}  # the other models' and settings' costs are kept
+    try:
         found = {int(m): float(v) for m, v in stored[key].items()}
         if max(found) >= largest and all(v >= 1.0 for v in found.values()):
             _costs[key] = found
             return found
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        stored = {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        pass
     found = _time_batches(llm, token, largest)
     _costs[key] = found
     try:
-        stored = stored if isinstance(stored, dict) else {}
         stored[key] = found
         paths.write_text_atomic(paths.ensure(path.parent) / COSTS_FILE, json.dumps(stored, indent=1))
     except (AssistantError, OSError):  # a cache that cannot be written costs a timing next run, nothing else

@@ -12,6 +12,11 @@ extraction to JSON, summaries with quotes, reformatted lists, continued tables) 
 Targets (issue 15): grounded >= 1.5 x plain, open-ended >= 0.97 x plain, identical replies.
 
     python benchmarks/speculative.py [--model ID ...] [--tokens 128] [--drafts 10] [--threads N] [--only grounded]
+        [--llama-lookup ~/.cache/assistant-bench/llama-cpp-python-0.3.36/build/bin/llama-lookup]
+
+With ``--llama-lookup`` (built by ``llama_bench_compare.build_tool(cache, "llama-lookup")``) each grounded
+prompt is also run through llama.cpp's own prompt-lookup example, same GGUF, rendered prompt, threads and
+longest draft, greedy; the summary's ``median_vs_llama_lookup`` is our lookup tok/s over its.
 
 Writes benchmarks/results/speculative.json.
 """
@@ -19,7 +24,9 @@ Writes benchmarks/results/speculative.json.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,12 +85,44 @@ def measure(engine: Any, kind: str, prompt: str, tokens: int, max_draft: int) ->
     }
 
 
+LOOKUP_LINE = re.compile(r"decoded\s+(\d+) tokens in\s+([0-9.]+) seconds")
+
+
+def llama_lookup(binary: Path, engine: Any, prompt: str, tokens: int, max_draft: int, threads: int) -> dict[str, Any]:
+    """llama.cpp's own ``llama-lookup`` on the same GGUF, prompt (our chat template's rendering of it, special
+    tokens as text), greedy, the same longest draft and threads: its generation tok/s and acceptance."""
+    from assistant.chat import ChatOptions, Message
+
+    planned = engine.plan([Message("user", prompt)], ChatOptions(temperature=0, max_tokens=tokens))
+    text = engine.on_engine_thread(lambda: engine.llama.detokenize(planned.tokens, special=True)).decode(
+        "utf-8", "replace"
+    )
+    run = subprocess.run(
+        [str(binary), "-m", str(engine.path), "-p", text, "-n", str(tokens), "-t", str(threads), "-c", "2048",
+         "--temp", "0", "--spec-draft-n-max", str(max_draft), "--no-warmup"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    log = run.stdout + run.stderr
+    found = LOOKUP_LINE.search(log)
+    if run.returncode != 0 or not found:
+        raise SystemExit(f"llama-lookup failed (rc {run.returncode}): {log[-400:]}")
+    drafted = re.search(r"n_drafted\s+=\s+(\d+)", log)
+    accepted = re.search(r"n_accept\s+=\s+(\d+)", log)
+    return {
+        "tok_s": int(found.group(1)) / float(found.group(2)),
+        "drafted": int(drafted.group(1)) if drafted else 0,
+        "accepted": int(accepted.group(1)) if accepted else 0,
+    }
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     drafted = sum(r["drafted"] for r in rows)
     accepted = sum(r["accepted"] for r in rows)
+    theirs = [r["lookup_tok_s"] / r["llama_lookup_tok_s"] for r in rows if r.get("llama_lookup_tok_s")]
     return {
         "prompts": len(rows),
         "median_ratio": round(statistics.median(r["ratio"] for r in rows), 3),
+        "median_vs_llama_lookup": round(statistics.median(theirs), 3) if theirs else None,
         "min_ratio": round(min(r["ratio"] for r in rows), 3),
         "identical": sum(r["identical"] for r in rows),
         "acceptance": round(accepted / drafted, 3) if drafted else None,
@@ -100,6 +139,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--ctx", type=int, default=2048)
     parser.add_argument("--only", choices=["grounded", "open"], help="one prompt set")
+    parser.add_argument(
+        "--llama-lookup", type=Path, help="llama.cpp's llama-lookup binary: also time it on the grounded prompts"
+    )
     args = parser.parse_args()
 
     from assistant import config
@@ -110,8 +152,9 @@ def main() -> None:
     if args.only:
         sets = {args.only: sets[args.only]}
     results: dict[str, Any] = {}
+    threads = args.threads or settings.threads()
     for model_id in args.model or [settings.models.chat]:
-        engine = load_engine(model_id, settings, n_ctx=args.ctx, n_threads=args.threads or settings.threads())
+        engine = load_engine(model_id, settings, n_ctx=args.ctx, n_threads=threads)
         per_model: dict[str, Any] = {"completion_mode": engine.completion_mode}
         try:
             for max_draft in [int(k) for k in args.drafts.split(",")]:
@@ -119,6 +162,12 @@ def main() -> None:
                     rows = []
                     for kind, prompt in prompts:
                         row = measure(engine, kind, prompt, args.tokens, max_draft)
+                        if args.llama_lookup and name == "grounded":
+                            theirs = llama_lookup(args.llama_lookup, engine, prompt, args.tokens, max_draft, threads)
+                            row["llama_lookup_tok_s"] = round(theirs["tok_s"], 1)
+                            row["llama_lookup_acceptance"] = (
+                                round(theirs["accepted"] / theirs["drafted"], 3) if theirs["drafted"] else None
+                            )
                         rows.append(row)
                         print(f"{model_id} k={max_draft} {name}: {row['ratio']:.2f}x {row['type']}", flush=True)
                     by_type = {

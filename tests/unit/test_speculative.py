@@ -134,12 +134,15 @@ def test_batch_costs_are_timed_once_and_kept_in_the_cache(assistant_home: Path) 
     from assistant import paths, speculative
 
     speculative._costs.clear()
+    paths.ensure(paths.cache_dir())
+    (paths.cache_dir() / speculative.COSTS_FILE).write_text(json.dumps({"other.gguf:9:1:512": {"1": 1.0, "2": 1.5}}))
     llm = _TimedLlama()
     costs = speculative.batch_costs(llm, 7, "model.gguf:1:2:512", 8)
     assert sorted(costs) == list(range(1, 9)) and costs[1] == 1.0 and all(v >= 1.0 for v in costs.values())
     assert sorted(set(llm.decoded)) == list(range(1, 9)) and llm.n_tokens == 40  # nothing left in the cache
     stored = json.loads((paths.cache_dir() / speculative.COSTS_FILE).read_text())
     assert stored["model.gguf:1:2:512"] == {str(m): v for m, v in costs.items()}
+    assert stored["other.gguf:9:1:512"] == {"1": 1.0, "2": 1.5}  # another model's costs are kept
     speculative._costs.clear()  # a new process: read from the file, not timed again
     again = _TimedLlama()
     assert speculative.batch_costs(again, 7, "model.gguf:1:2:512", 8) == costs and again.decoded == []
