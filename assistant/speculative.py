@@ -5,10 +5,11 @@ tokens costs less per token (SmolLM2 Q4_1 on 2 cores, timed in the engine: 2 tok
 4 cost 2.2, 8 cost 3.5). So the engine (``engine.LlamaEngine._decode``) evaluates the token it just sampled
 *plus a draft* of the next ones in one batch, checks each position, keeps the draft's tokens up to the first
 one the model does not take, and removes the rest from the KV cache. A greedy reply takes a draft token when it
-is the model's own pick; at temperature 0 the reply is plain decoding's except at near-ties, where batched and
-single-token kernels can pick differently (``Speculation._verify``). A sampled reply takes it with the
-probability the model gives it and otherwise draws from the rest (``Speculation._pick``), which keeps plain
-sampling's distribution exactly. The speed-up is the draft tokens accepted, less what the batches (and a draft
+is the model's own pick, so at temperature 0 the reply is plain decoding's, token for token: the engine runs
+llama.cpp with flash attention, whose kernel computes each position of a batch as it computes a single token
+(without it, attention over a batch goes through a matrix kernel that sums in another order, and a near-tie
+could go the other way). A sampled reply takes a draft token with the probability the model gives it and
+otherwise draws from the rest (``Speculation._pick``), which keeps plain sampling's distribution exactly. The speed-up is the draft tokens accepted, less what the batches (and a draft
 model's guesses) cost over single steps (``BATCH_STEPS``).
 
 * ``Lookup`` — prompt-lookup decoding (Saxena, 2023; llama.cpp's ``llama-lookup``): the draft is what followed
@@ -251,7 +252,7 @@ class DraftModel:
         from . import template
         from .llama import llama_thread
 
-        return cls(llama_thread.call(template.load_llama, path, verbose=False, **kwargs), cost)
+        return cls(llama_thread.call(template.load_llama, path, flash_attn=True, verbose=False, **kwargs), cost)
 
     def close(self) -> None:
         from .llama import llama_thread
@@ -389,11 +390,9 @@ class Speculation:
         """Evaluate ``token`` and ``draft`` in one batch; return the draft's tokens up to the first the model
         does not take, then the token it picks there. The KV cache keeps what was accepted only.
 
-        A batch is computed by other kernels than a single token and its logits differ a little (SmolLM2 Q4_1:
-        the top-2 margin moves by 0.11 logits at the median, 0.76 at most over 300 positions), so at a near-tie
-        a greedy pick can differ from plain decoding's. Re-deciding such picks token by token (tried: margin < 1.0)
-        cost speed and made no more replies identical (20 of 30 either way): the KV entries a batch wrote
-        carry the difference on."""
+        With flash attention (the engine's) a batch's logits are those of single steps; without it they moved
+        a little (SmolLM2 Q4_1: the top-2 margin by 0.11 logits at the median, 0.76 at most over 300 positions),
+        and at a near-tie a greedy pick could differ from plain decoding's (10 of 30 replies did)."""
         llm = self.llm
         start = llm.n_tokens
         batch = [token, *draft]
