@@ -176,6 +176,8 @@ def _batch_health(server: Server) -> dict[str, int]:
         "peak": max((b.peak for b in batchers), default=0),
         "generated": sum(b.generated for b in batchers),
         "joined": sum(b.joined for b in batchers),
+        "drafted": sum(b.drafted for b in batchers),
+        "accepted": sum(b.accepted for b in batchers),
     }
 
 

@@ -16,7 +16,10 @@ oldest newcomer's prompt (apart, and never one token alone: see ``_prompt_chunk`
 batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits with its
 own sampler (temperature, top_p, seed, and a grammar for ``response_format``): the samplers
 ``LlamaEngine.stream`` uses, so replies read as they do in the CLI (never empty, no leading or trailing
-whitespace). A raw prompt
+whitespace). With ``runtime.speculative`` on, a greedy sequence without a grammar also puts a prompt-lookup
+draft of its next tokens in the step (``_draft``: ``speculative.Lookup`` and ``DraftLength`` per sequence) and
+takes the draft's tokens up to the first its logits do not pick, its KV cache cut after them (``_advance``);
+with flash attention each position is computed as a lone step would compute it, so the reply is the same. A raw prompt
 (``/v1/completions``, Ollama's ``raw``) is continued as it is, as ``create_completion`` does.
 
 Only the steps run on the llama thread: a driver thread hands them over, and they run back to back until
@@ -45,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AssistantError
 from ..llama import llama_thread
 from ..prompt import shared_prefix
+from ..speculative import DraftLength, Lookup
 from .errors import APIError, from_domain
 from .generation import DONE, Handoff, Job, StopCutter, Usage, prompt_tokens
 
@@ -101,9 +105,14 @@ class _Seq:
     text: ReplyText | None = None  # a chat reply's text; None for a raw prompt (``decoder`` then)
     decoder: Any = None
     cutter: StopCutter = field(default_factory=lambda: StopCutter([]))
+    lookup: Lookup | None = None  # prompt-lookup drafts (``runtime.speculative``): greedy, no grammar
+    length: DraftLength | None = None
+    matched: int = 0  # the length of the match this step's draft came from
 
     def start(self, engine: LlamaEngine) -> None:
         """Build the samplers and the text state (on the llama thread: samplers are llama.cpp objects)."""
+        if engine.speculative != "off" and self.job.options.temperature == 0 and self.job.grammar is None:
+            self.lookup, self.length = Lookup(self.tokens), DraftLength(adapt=False)
         self.main, first = engine.samplers(self.job.options, self.job.grammar)
         if self.job.messages is not None:
             self.first, self.text = first, engine.reply_text()
@@ -186,6 +195,7 @@ class Batcher:
         self.engine = engine
         self.n_slots = n_slots
         self.generated = 0  # tokens drawn for all requests so far (a test watches it stop growing)
+        self.drafted = self.accepted = 0  # prompt-lookup draft tokens put in batches, and those taken
         self.peak = 0  # the most sequences one decode step has carried
         self.joined = 0  # requests that joined while others were decoding (instead of waiting for them)
         self._slots = [_Slot(i) for i in range(n_slots)]
@@ -279,24 +289,46 @@ class Batcher:
         decoding = [s for s in self._slots if s.seq is not None and s.seq.next is not None]
         if decoding:
             self.peak = max(self.peak, len(decoding))
-            self._decode([(slot, self._add(slot, [self._take_next(slot)], True)) for slot in decoding])
+            room = self.n_batch - len(decoding)  # the batch's rows left for drafts
+            plan = []
+            for slot in decoding:
+                token = self._take_next(slot)
+                draft = self._draft(slot, room)
+                room -= len(draft)
+                plan.append((slot, self._add(slot, [token, *draft], True, every=bool(draft)), draft))
+            self._decode(plan)
         waiting = [s for s in self._slots if s.seq is not None and s.seq.pending]
         if waiting:
             slot = min(waiting, key=lambda s: s.seq.admitted if s.seq is not None else 0)
-            self._decode([self._prompt_chunk(slot)])
+            self._decode([(*self._prompt_chunk(slot), [])])
 
-    def _decode(self, plan: list[tuple[_Slot, int]]) -> None:
+    def _decode(self, plan: list[tuple[_Slot, int, list[int]]]) -> None:
         """Evaluate the batch ``plan`` filled, then draw for each slot that asked for logits."""
         try:
             self._ctx.decode(self._batch)
         except RuntimeError as exc:  # llama_decode failed (out of memory): these replies cannot go on
-            self._fail([slot for slot, _ in plan], exc)
+            self._fail([slot for slot, _, _ in plan], exc)
         else:
-            for slot, idx in plan:
+            for slot, idx, draft in plan:
                 if idx >= 0:
-                    self._advance(slot, idx)
+                    self._advance(slot, idx, draft)
         finally:
             self._batch.batch.n_tokens = 0
+
+    def _draft(self, slot: _Slot, room: int) -> list[int]:
+        """The tokens a greedy sequence guesses will follow its next one, from its prompt and reply
+        (``speculative.Lookup``), as many as pay (``DraftLength``) and fit the batch, the reply and the context."""
+        seq = slot.seq
+        assert seq is not None
+        if seq.lookup is None or seq.length is None or (seq.text is not None and not seq.text.visible):
+            return []
+        left = min(room, seq.max_new - seq.n - 1, self.engine.context_size - len(slot.cached) - 2)
+        candidate = seq.lookup.draft(min(left, seq.length.max_draft))
+        seq.matched = seq.lookup.matched
+        draft = candidate[: seq.length.length(len(candidate), seq.matched)] if candidate else []
+        if not draft:
+            seq.length.plain()
+        return draft
 
     def _admit(self) -> None:
         """Waiting requests into free slots, each where its prompt's longest prefix is cached."""
@@ -360,8 +392,9 @@ class Batcher:
         tokens, seq.pending = seq.pending[:take], seq.pending[take:]
         return slot, self._add(slot, tokens, not seq.pending)
 
-    def _add(self, slot: _Slot, tokens: list[int], logits: bool) -> int:
-        """Append ``tokens`` of ``slot``'s sequence to the batch; their output index if ``logits`` (else -1).
+    def _add(self, slot: _Slot, tokens: list[int], logits: bool, every: bool = False) -> int:
+        """Append ``tokens`` of ``slot``'s sequence to the batch; the last one's output index if ``logits`` (else
+        -1), and with ``every`` the others' logits too (a draft's), at the indices before it.
         Slots are added in id order: llama.cpp decodes each run of consecutive sequence ids in one pass."""
         batch = self._batch.batch
         start, pos = batch.n_tokens, len(slot.cached)
@@ -371,29 +404,56 @@ class Batcher:
             batch.pos[i] = pos + k
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = slot.id
-            batch.logits[i] = False
+            batch.logits[i] = every
         end = start + len(tokens) - 1
         batch.logits[end] = logits
         batch.n_tokens = end + 1
         slot.cached.extend(tokens)
         return end if logits else -1
 
-    def _advance(self, slot: _Slot, idx: int) -> None:
-        """Draw the sequence's next token from its logits and hand its text out."""
+    def _advance(self, slot: _Slot, idx: int, draft: list[int]) -> None:
+        """Draw the sequence's next token from its logits and hand its text out; after a draft, one token per
+        position (its logits at ``idx - len(draft)`` on) while the draws are the draft's, and the KV cache cut
+        after the last draft token taken."""
         seq = slot.seq
         assert seq is not None
-        token = seq.draw(self._ctx, idx)
-        if seq.ends(self.engine, token):
-            self._finish(slot, "stop")
+        first, base = idx - len(draft), len(slot.cached) - len(draft)
+        for j in range(len(draft) + 1):
+            token = seq.draw(self._ctx, first + j)
+            end = self._ending(seq, token)
+            if end is None and j < len(draft) and token == draft[j]:
+                if seq.lookup is not None:
+                    seq.lookup.append(token)
+                continue
+            if draft:
+                self._cut(slot, base + j)
+                self.drafted += len(draft)
+                self.accepted += j
+                if seq.length is not None:
+                    seq.length.update(len(draft), j, seq.matched)
+            if end is not None:
+                self._finish(slot, end)
+            else:
+                seq.next = token
+                if seq.lookup is not None:
+                    seq.lookup.append(token)
             return
+
+    def _ending(self, seq: _Seq, token: int) -> str | None:
+        """Count the drawn ``token`` and hand its text out; why the reply ends with it ("stop", "length"), or None."""
+        if seq.ends(self.engine, token):
+            return "stop"
         seq.n += 1
         self.generated += 1
         if seq.take(self.engine, token):
-            self._finish(slot, "stop")
-        elif seq.n >= seq.max_new:
-            self._finish(slot, "length")
-        else:
-            seq.next = token
+            return "stop"
+        return "length" if seq.n >= seq.max_new else None
+
+    def _cut(self, slot: _Slot, keep: int) -> None:
+        """Drop the slot's KV cells past ``keep`` (a draft's tokens the model did not take)."""
+        if keep < len(slot.cached):
+            self._ctx.kv_cache_seq_rm(slot.id, keep, -1)
+            del slot.cached[keep:]
 
     def _finish(self, slot: _Slot, reason: str) -> None:
         seq, slot.seq = slot.seq, None

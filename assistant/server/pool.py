@@ -183,6 +183,7 @@ class ModelPool:
                 n_threads=self.settings.threads(),
                 n_batch=runtime.batch_size,
                 model_id=item.id,
+                speculative=runtime.speculative,  # prompt lookup; a draft model is for the CLI and TUI only
             )
         except AssistantError as exc:
             raise from_domain(exc, item.id) from None

@@ -185,3 +185,32 @@ def test_a_client_that_disconnects_frees_its_slot(batched: Served) -> None:
     assert gone - before < 900
     assert _reply(_client(batched), PROMPTS[0], max_tokens=3)
     assert _health(batched)["batch"]["generated"] <= gone + 3  # nothing more came from the abandoned stream
+
+
+GROUNDED = (
+    "Repeat this list exactly:\n- apples\n- bread\n- milk\n- eggs\n- butter",
+    "Copy this sentence word for word: The train to Berlin leaves at half past six from platform four.",
+    "Rewrite in capitals: the cat sits on the mat while the dog runs in the garden.",
+    "Show this code again:\n\ndef add(a, b):\n    return a + b",
+)
+
+
+def test_speculative_sequences_draft_in_the_batch_and_keep_their_replies(
+    starter_files: dict[str, Path], tmp_path: Path, single: Served
+) -> None:
+    """``runtime.speculative = "lookup"``: four greedy sequences at once, each with its prompt-lookup drafts in the
+    shared step, get the replies plain decoding gives a lone client (the one-slot server, speculation off)."""
+    from helpers.serve import make_home
+
+    home = make_home(tmp_path, starter_files)
+    config = home / "config" / "config.toml"
+    config.write_text(config.read_text().replace("[runtime]\n", '[runtime]\nspeculative = "lookup"\n'))
+    served = start(home, "--parallel", "4", key=None)
+    try:
+        plain = {p: _reply(_client(single), p, max_tokens=48) for p in GROUNDED}
+        replies = _at_once(4, lambda i: _reply(_client(served), GROUNDED[i], max_tokens=48))
+        batch = _health(served)["batch"]
+    finally:
+        assert served.stop() == 0, served.log.read_text()
+    assert dict(zip(GROUNDED, replies, strict=True)) == plain
+    assert batch["peak"] >= 2 and batch["drafted"] > 0 and 0 < batch["accepted"] <= batch["drafted"], batch
