@@ -106,6 +106,18 @@ async def wait_until(
         await pilot.pause(0.02)
 
 
+async def open_model_picker(pilot: Pilot[Any], rows: int) -> Any:
+    """Ctrl+O, then the model picker's table once it lists ``rows`` installed models."""
+    from textual.widgets import DataTable
+
+    app = pilot.app
+    await pilot.press("ctrl+o")
+    await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
+    table = app.screen.query_one("#model-table", DataTable)
+    await wait_until(pilot, lambda: table.row_count == rows, "the installed models listed")
+    return table
+
+
 def first_run_shown(app: App[Any]) -> bool:
     """The first-run screen is laid out (its button has a place on screen, so a click lands on it)."""
     buttons = app.screen.query("FirstRunScreen #pull")

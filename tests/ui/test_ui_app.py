@@ -33,7 +33,7 @@ from assistant.ui.widgets.sidebar import ChatList, Sidebar
 from assistant.ui.widgets.status_bar import StatusBar
 
 from conftest import run_cli
-from helpers.ui import FAKE_MODEL, ScriptedEngine, first_run_shown, register_fake_model, wait_until
+from helpers.ui import FAKE_MODEL, ScriptedEngine, first_run_shown, open_model_picker, register_fake_model, wait_until
 
 
 def make_app(engine: ScriptedEngine, settings: config.Settings | None = None, **kwargs: Any) -> AssistantApp:
@@ -615,10 +615,7 @@ async def test_model_picker_lists_installed_models_and_switches() -> None:
     app = AssistantApp(engine_factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
-        table = app.screen.query_one("#model-table", DataTable)
-        await wait_until(pilot, lambda: table.row_count == 2, "the installed models listed")
+        table = await open_model_picker(pilot, 2)
         rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(2)]
         assert rows[0][0].endswith("gemma3-270m:q4_k_m") and rows[1][0] == f"● {FAKE_MODEL}"
         assert rows[1][3] == "unreadable"  # a fake file: listed, and said to be unusable
@@ -647,10 +644,7 @@ async def test_model_picker_names_the_smaller_models_that_can_draft_for_each() -
     app = AssistantApp(engine_factory=ScriptedEngine)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
-        table = app.screen.query_one("#model-table", DataTable)
-        await wait_until(pilot, lambda: table.row_count == 4, "the installed models listed")
+        table = await open_model_picker(pilot, 4)
         rows = {str(table.get_row_at(i)[0]).strip("● "): str(table.get_row_at(i)[4]) for i in range(4)}
         assert rows == {"fam:q8_0": "q4_1", "fam:q4_1": "–", "other:q4_0": "–", FAKE_MODEL: "–"}
 

@@ -19,7 +19,7 @@ from assistant.ui.widgets.prompt_bar import PromptBar
 from assistant.ui.widgets.sidebar import ChatList
 from assistant.ui.widgets.status_bar import StatusBar
 
-from helpers.ui import FAKE_MODEL, ScriptedEngine, register_fake_model, wait_until
+from helpers.ui import FAKE_MODEL, ScriptedEngine, open_model_picker, register_fake_model, wait_until
 
 MARKUP = ["[/] what does this tag mean?", "[link=https://example.com]click me[/link]", "[$accent]x [B]y[/B]"]
 CODES = "\x1b]8;;http://x\x07link\x1b]8;;\x07 \x1b[31mred\x9b2J"
@@ -140,10 +140,7 @@ async def test_a_hostile_model_id_in_the_store_shows_in_the_picker_and_status_ba
     app = AssistantApp(engine_factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: bool(app.screen.query("#model-table")), "the model picker")
-        table = app.screen.query_one("#model-table", DataTable)
-        await wait_until(pilot, lambda: table.row_count == 2, "the installed models listed")
+        table = await open_model_picker(pilot, 2)
         await pilot.pause()
         cells = [str(table.get_row_at(i)[0]).strip(" ●") for i in range(2)]
         assert sorted(cells) == sorted([FAKE_MODEL, hostile])
