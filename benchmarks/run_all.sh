@@ -33,10 +33,14 @@ run benchmarks/quant_ladder.py --quick --repeat 2 --only smollm2
 run benchmarks/speech_variants.py
 run benchmarks/voice_loop.py --turns 13
 run benchmarks/serve.py
-run benchmarks/speculative.py --drafts 7
-# llama-server, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to llama-bench:
-# cmake --build <cache>/llama-cpp-python-*/build --target llama-server), is measured beside us.
-llama_server=$(compgen -G "${LLAMA_CACHE:-$HOME/.cache/assistant-bench}/llama-cpp-python-*/build/bin/llama-server" | head -n1 || true)
+# llama.cpp's own tools, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to
+# llama-bench: cmake --build <cache>/llama-cpp-python-*/build --target llama-server llama-lookup), are
+# measured beside us.
+tools="${LLAMA_CACHE:-$HOME/.cache/assistant-bench}/llama-cpp-python-*/build/bin"
+llama_lookup=$(compgen -G "$tools/llama-lookup" | head -n1 || true)
+run benchmarks/speculative.py --drafts 7 --model smollm2-135m-instruct:q4_1 --model gemma3-270m:q4_k_m \
+    ${llama_lookup:+--llama-lookup "$llama_lookup"}
+llama_server=$(compgen -G "$tools/llama-server" | head -n1 || true)
 run benchmarks/serve_batch.py --tokens 64 --repeats 3 ${llama_server:+--llama-server "$llama_server"}
 if [[ -d packaging/dist ]]; then
     run benchmarks/binary.py
