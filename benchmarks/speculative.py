@@ -93,10 +93,10 @@ def llama_lookup(binary: Path, engine: Any, prompt: str, tokens: int, max_draft:
     tokens as text), greedy, the same longest draft and threads: its generation tok/s and acceptance."""
     from assistant.chat import ChatOptions, Message
 
-    planned = engine.plan([Message("user", prompt)], ChatOptions(temperature=0, max_tokens=tokens))
-    text = engine.on_engine_thread(lambda: engine.llama.detokenize(planned.tokens, special=True)).decode(
-        "utf-8", "replace"
-    )
+    planned = engine.plan([Message("user", prompt)], ChatOptions(temperature=0, max_tokens=tokens)).tokens
+    if planned and planned[0] == engine._bos:
+        planned = planned[1:]  # llama-lookup adds the BOS itself
+    text = engine.on_engine_thread(lambda: engine.llama.detokenize(planned, special=True)).decode("utf-8", "replace")
     run = subprocess.run(
         [str(binary), "-m", str(engine.path), "-p", text, "-n", str(tokens), "-t", str(threads), "-c", "2048",
          "--temp", "0", "--spec-draft-n-max", str(max_draft), "--no-warmup"],
