@@ -99,7 +99,7 @@ def llama_lookup(binary: Path, engine: Any, prompt: str, tokens: int, max_draft:
     text = engine.on_engine_thread(lambda: engine.llama.detokenize(planned, special=True)).decode("utf-8", "replace")
     run = subprocess.run(
         [str(binary), "-m", str(engine.path), "-p", text, "-n", str(tokens), "-t", str(threads), "-c", "2048",
-         "--temp", "0", "--spec-draft-n-max", str(max_draft), "--no-warmup"],
+         "--temp", "0", "--spec-draft-n-max", str(max_draft)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     log = run.stdout + run.stderr
