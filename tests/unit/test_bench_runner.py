@@ -87,8 +87,13 @@ def test_the_speculative_column_is_for_language_models(store: Any, monkeypatch: 
     from assistant.errors import AssistantError
 
     seen: list[Any] = []
+
+    def fake_llm_run(ids: Any, *, options: Any, **kwargs: Any) -> str:
+        seen.append(options)
+        return "the run"
+
     monkeypatch.setattr(speech, "run", lambda ids, **kwargs: "the run")
-    monkeypatch.setattr(llm, "run", lambda ids, *, options, **kwargs: seen.append(options) or "the run")
+    monkeypatch.setattr(llm, "run", fake_llm_run)
     with pytest.raises(AssistantError, match="--speculative"):
         runner.run(runner.plan(["whisper-a:int8"], store=store), options=runner.Options(speculative=True))
     assert runner.run(runner.plan(["fam:q8_0"], store=store), options=runner.Options(speculative=True)) == "the run"
