@@ -73,7 +73,8 @@ def resolve(setting: str, target: Installed, store: Store) -> Installed | None:
         raise AssistantError(f"{draft.id} is a speech model: it cannot draft for {target.id}", HINT)
     if draft.id == target.id:
         raise AssistantError(f"{target.id} cannot draft for itself", HINT)
-    if not vocab_digest(draft) or vocab_digest(draft) != vocab_digest(target):
+    digest = vocab_digest(draft)
+    if not digest or digest != vocab_digest(target):
         raise AssistantError(f"{draft.id} has another vocabulary than {target.id}, so it cannot draft for it", HINT)
     return draft
 

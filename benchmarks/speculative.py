@@ -28,7 +28,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,44 +40,22 @@ from assistant.bench.grounded import grounded, open_ended
 GROUNDED_TARGET, OPEN_TARGET = 1.5, 0.97
 
 
-def run(engine: Any, prompt: str, tokens: int, mode: str, max_draft: int) -> dict[str, Any]:
-    from assistant.chat import CancelToken, ChatOptions, Message
-
-    engine.speculative, engine.max_draft = mode, max_draft
-    parts: list[str] = []
-    stats = None
-    started = time.perf_counter()
-    for chunk in engine.stream([Message("user", prompt)], ChatOptions(temperature=0, max_tokens=tokens), CancelToken()):
-        parts.append(chunk.text)
-        stats = chunk.stats or stats
-    assert stats is not None
-    return {
-        "text": "".join(parts),
-        "tokens": stats.completion_tokens,
-        "tok_s": stats.tokens_per_second,
-        "wall_s": time.perf_counter() - started,
-        "drafted": stats.drafted_tokens,
-        "accepted": stats.accepted_tokens,
-    }
-
-
 def measure(engine: Any, kind: str, prompt: str, tokens: int, max_draft: int) -> dict[str, Any]:
-    a1 = run(engine, prompt, tokens, "off", max_draft)
-    b1 = run(engine, prompt, tokens, "lookup", max_draft)
-    b2 = run(engine, prompt, tokens, "lookup", max_draft)
-    a2 = run(engine, prompt, tokens, "off", max_draft)
-    ratios = [b1["tok_s"] / a1["tok_s"], b2["tok_s"] / a2["tok_s"]]
-    drafted, accepted = b1["drafted"] + b2["drafted"], b1["accepted"] + b2["accepted"]
+    from assistant.bench import spec
+
+    engine.max_draft = max_draft
+    m = spec.paired(engine, prompt, tokens)
+    a1, b1, b2, a2 = m["runs"]
     return {
         "type": kind,
         "max_draft": max_draft,
-        "plain_tok_s": round(statistics.mean([a1["tok_s"], a2["tok_s"]]), 1),
-        "lookup_tok_s": round(statistics.mean([b1["tok_s"], b2["tok_s"]]), 1),
-        "ratio": round(statistics.mean(ratios), 3),
+        "plain_tok_s": round(m["plain_tok_s"], 1),
+        "lookup_tok_s": round(m["lookup_tok_s"], 1),
+        "ratio": round(m["ratio"], 3),
         "tokens": a1["tokens"],
         "identical": a1["text"] == b1["text"] == b2["text"] == a2["text"],
-        "drafted": drafted,
-        "accepted": accepted,
+        "drafted": m["drafted"],
+        "accepted": m["accepted"],
         "prompt": prompt[:60],
         "plain_text": a1["text"],
         "lookup_text": b1["text"],

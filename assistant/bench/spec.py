@@ -27,44 +27,62 @@ def prompts(quick: bool) -> list[tuple[str, str]]:
     return [every[i * len(every) // n] for i in range(n)]
 
 
+def reply(engine: Any, prompt: str, mode: str, max_tokens: int) -> dict[str, Any]:
+    """One greedy reply to ``prompt`` with ``runtime.speculative`` = ``mode``: its text and figures."""
+    from ..chat import CancelToken, ChatOptions, Message
+
+    engine.speculative = mode
+    parts: list[str] = []
+    last = None
+    options = ChatOptions(temperature=0, max_tokens=max_tokens)
+    for chunk in engine.stream([Message("user", prompt)], options, CancelToken()):
+        parts.append(chunk.text)
+        last = chunk.stats or last
+    assert last is not None
+    return {
+        "text": "".join(parts),
+        "tokens": last.completion_tokens,
+        "tok_s": last.tokens_per_second,
+        "drafted": last.drafted_tokens,
+        "accepted": last.accepted_tokens,
+    }
+
+
+def paired(engine: Any, prompt: str, max_tokens: int) -> dict[str, Any]:
+    """Plain, lookup, lookup, plain (A B B A) on one prompt: the mean of the two pairs' tok/s ratios, both
+    speeds, the draft tokens and those taken, and the four replies (``runs``)."""
+    runs = [reply(engine, prompt, mode, max_tokens) for mode in ("off", "lookup", "lookup", "off")]
+    a1, b1, b2, a2 = runs
+    return {
+        "ratio": statistics.mean([b1["tok_s"] / a1["tok_s"], b2["tok_s"] / a2["tok_s"]]),
+        "plain_tok_s": statistics.mean([a1["tok_s"], a2["tok_s"]]),
+        "lookup_tok_s": statistics.mean([b1["tok_s"], b2["tok_s"]]),
+        "drafted": b1["drafted"] + b2["drafted"],
+        "accepted": b1["accepted"] + b2["accepted"],
+        "runs": runs,
+    }
+
+
 def measure(
     path: str, *, ctx: int, threads: int, batch: int, quick: bool, step: Callable[[str], None]
 ) -> dict[str, Any]:
-    from ..chat import CancelToken, ChatOptions, Message
     from ..engine import LlamaEngine
 
     engine = LlamaEngine(path, n_ctx=min(ctx, 2048), n_threads=threads, n_batch=batch)
-    options = ChatOptions(temperature=0, max_tokens=MAX_TOKENS)
-
-    def speed(prompt: str, mode: str) -> tuple[float, int, int]:
-        engine.speculative = mode
-        last = None
-        for chunk in engine.stream([Message("user", prompt)], options, CancelToken()):
-            last = chunk.stats or last
-        assert last is not None
-        return last.tokens_per_second, last.drafted_tokens, last.accepted_tokens
-
-    ratios: list[float] = []
-    plain: list[float] = []
-    looked_up: list[float] = []
-    drafted = accepted = 0
+    pairs: list[dict[str, Any]] = []
     try:
         for _kind, prompt in prompts(quick):
-            a1, b1, b2, a2 = (speed(prompt, mode) for mode in ("off", "lookup", "lookup", "off"))
-            ratios.append(statistics.mean([b1[0] / a1[0], b2[0] / a2[0]]))
-            plain += [a1[0], a2[0]]
-            looked_up += [b1[0], b2[0]]
-            drafted += b1[1] + b2[1]
-            accepted += b1[2] + b2[2]
+            pairs.append(paired(engine, prompt, MAX_TOKENS))
             step("speculative")
     finally:
         engine.close()
-    mean, _sd, lo, hi = stats.mean_interval(ratios)
+    mean, _sd, lo, hi = stats.mean_interval([p["ratio"] for p in pairs])
+    drafted, accepted = sum(p["drafted"] for p in pairs), sum(p["accepted"] for p in pairs)
     return {
         "spec_ratio": round(mean, 3),
         "spec_ratio_lo": round(lo, 3),
         "spec_ratio_hi": round(hi, 3),
-        "spec_tps": round(statistics.mean(looked_up), 2),
-        "spec_plain_tps": round(statistics.mean(plain), 2),
+        "spec_tps": round(statistics.mean(p["lookup_tok_s"] for p in pairs), 2),
+        "spec_plain_tps": round(statistics.mean(p["plain_tok_s"] for p in pairs), 2),
         "spec_acceptance": round(accepted / drafted, 3) if drafted else None,
     }
