@@ -442,6 +442,7 @@ def _open_session(chat_model: str | None) -> tuple[Any, Any]:
     type=click.Path(path_type=Path),
     help="Say this audio file instead of using the microphone (one turn, then exit).",
 )
+@click.option("--fast", is_flag=True, help="With --file: feed the file as fast as it can be transcribed.")
 @click.option("--model", "-m", "chat_model", metavar="ID", help="Chat model (default: config models.chat).")
 @click.option("--speech-model", metavar="ID", help="Speech model (default: config models.speech).")
 @click.option(
@@ -461,6 +462,7 @@ def _open_session(chat_model: str | None) -> tuple[Any, Any]:
 def talk(
     device: str | None,
     from_file: Path | None,
+    fast: bool,
     chat_model: str | None,
     speech_model: str | None,
     speak: bool | None,
@@ -484,7 +486,7 @@ def talk(
     from ..voice_loop import VoiceLoop
 
     loop = VoiceLoop.from_settings(settings.speech, pause=pause, speak=speak)
-    source = _source(device, from_file, False, None)
+    source = _source(device, from_file, fast, None)
     transcriber = _load_transcriber(speech_model)
     session, chat = _open_session(chat_model)
     speaker = None

@@ -48,15 +48,17 @@ def test_talk_hears_the_language_and_answers_in_its_voice(
     env = {"PATH": f"{fake_bin}:{os.environ.get('PATH', '')}"}
     timings = tmp_path / "timings.jsonl"
     result = run_cli(
-        "talk", "--file", str(wav), "--speech-model", WHISPER_BASE, "--speak", "--timings", str(timings), env=env
-    )
+        "talk", "--file", str(wav), "--fast", "--speech-model", WHISPER_BASE, "--speak", "--timings", str(timings),
+        env=env,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (turn,) = [json.loads(line) for line in timings.read_text().splitlines()]
     assert turn["language"] == language, turn
     heard = clips.normalize(turn["text"], language).split()
     expected = clips.normalize(clip.text, language).split()
-    # it heard the language's words: whisper-base on espeak-ng speech, decoded live, is rough (measured on the
-    # Spanish clip: "el crem para mamí se alemastan el hoy", 3 of 8 words; once 6 of 8)
+    # it heard the language's words: whisper-base on espeak-ng speech is rough. The file is fed --fast, so the
+    # passes fall at the same audio positions on a busy machine as on an idle one (paced in real time they did
+    # not: 2, 3 or 6 of the Spanish clip's 8 words from one run to the next)
     assert len(set(heard) & set(expected)) >= len(expected) / 3, (turn["text"], clip.text)
     spoken = log.read_text()
     assert spoken.startswith("args: ") and f"-v {language}" in spoken.splitlines()[0], spoken
