@@ -67,6 +67,9 @@ def test_german_with_the_language_set(whisper_base_dir: Path, german_clip: tuple
     dictated = run_cli("dictate", "--model", WHISPER_BASE, "--file", str(path), "--fast", "--json", "--language", "de")
     assert dictated.returncode == 0, dictated.stderr
     text = json.loads(dictated.stdout)["text"]
-    # Dictation commits words as the windows settle, which depends on timing (one CI run under load: WER 0.5,
-    # "und zutrach Berlin fährt heute Städter ab."): what this checks is that it decodes German.
-    assert "berlin fährt heute" in clips.normalize(text, "de") and _wer(reference, text) <= 0.6, text
+    # Dictation commits words as its windows settle, and --fast puts its passes at the same audio positions
+    # every run; but whisper's int8 kernels round differently from one CPU to another, and the early, short
+    # windows are where that flips words: "und zutrach Berlin fährt heute Städter ab." on one machine, "der Zug
+    # nach Berlin fährt, hoi t schteter ab." on another (WER 0.5 and 0.375). What this checks is that it decodes
+    # German (translated into English it would share no word but "Berlin").
+    assert "berlin fährt" in clips.normalize(text, "de") and _wer(reference, text) <= 0.6, text
