@@ -3,9 +3,11 @@ every figure with its 95 % interval, and a verdict.
 
 Each variant is measured in child processes of its own (``measure.py``), so its peak RSS is its own: one
 for its quality and tasks, then one per speed repetition. The speed repetitions run in rounds, every
-variant once per round (A B C, then C B A, ...), so a load on the machine that changes over minutes falls
-on the variants of a round alike; each row keeps its per-round values (``rounds``) and ``per`` pairs its
-speed ratios with the reference's round by round:
+variant once per round, and the reference again after every second candidate (R A B R C D R, then
+R D C R B A R, ...: ``_time_speeds``), so each candidate is timed next to a timing of its reference and a
+load on the machine that changes over minutes falls on both alike. Each row keeps its per-round values
+(``rounds``) and a candidate the geometric mean of the two reference timings around it (``ref_rounds``);
+``per`` pairs its speed ratios with those, round by round:
 
 * **load_s**: map the weights and create the context (file already in the page cache after the first run).
 * **pp_tps / tg_tps**: llama-bench's pp512 and tg128, done the way llama-bench does them (random tokens;
@@ -311,16 +313,21 @@ def run(
                 "ref_cache": None if note else caches[ref_job.key],
                 "ctx": _context(job.target, job.options),
             }
-        # Quality and tasks first, a variant at a time; then the speed, one repetition of every variant per
-        # round (A B C, C B A, ...), so load that changes over minutes falls on every variant of a round alike
-        # and the ratios against the reference (``per``) are paired by round.
-        quality = {n: _measure(jobs[n], {**specs[n], "quality_only": True}, options, progress, cancel) for n in order}
-        rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in order}
-        for r in range(options.reps):
-            for n in order if r % 2 == 0 else reversed(order):
-                spec = {**specs[n], "speed_only": True, "reps": 1}
-                last = r == options.reps - 1 and not options.speculative
-                rounds[n].append(_measure(jobs[n], spec, options, progress, cancel, last=last))
+        # Quality and tasks first, a variant at a time; then the speed in rounds, each candidate timed next
+        # to its reference (``_time_speeds``), so the ratios against it (``per``) are paired by neighbour.
+        index = {job.key: n for n, job in enumerate(jobs)}
+        ref_of = {n: index[ref_jobs[refs[jobs[n].target.family].id].key] for n in order}
+        passes = _speed_passes(order, ref_of)
+        quality = {
+            n: _measure(jobs[n], {**specs[n], "quality_only": True}, options, progress, cancel, passes=passes[n])
+            for n in order
+        }
+
+        def time_one(n: int, last: bool) -> dict[str, Any]:
+            spec = {**specs[n], "speed_only": True, "reps": 1}
+            return _measure(jobs[n], spec, options, progress, cancel, last=last and not options.speculative)
+
+        rounds = _time_speeds(order, ref_of, time_one, options.reps)
         lookup: dict[int, dict[str, Any]] = {}
         if options.speculative:  # its own pass: it loads the chat engine, which the speed rounds must not see
             for n in order:
@@ -358,10 +365,11 @@ def _measure(
     cancel: Any,
     *,
     last: bool = False,
+    passes: int = 1,
 ) -> dict[str, Any]:
     """One child process's pass over ``job`` (``measure.work``). The front sees one progress bar per row:
-    "start" and a "plan" counting every pass before the quality pass, the steps of each, "done" after the
-    last speed round."""
+    "start" and a "plan" counting every pass before the quality pass (``passes`` speed passes a round), the
+    steps of each, "done" after the last speed pass."""
     from . import worker
 
     quality = bool(spec.get("quality_only"))
@@ -370,7 +378,7 @@ def _measure(
         if progress is None or (event.get("event") == "plan" and not quality):
             return
         if event.get("event") == "plan":
-            speed = options.reps * replace(options, reps=1).speed_units
+            speed = options.reps * passes * replace(options, reps=1).speed_units
             lookup = len(bench_spec.prompts(options.quick)) if options.speculative else 0
             event = {**event, "units": event["units"] + speed + lookup}
         progress(job.label, event)
@@ -383,11 +391,80 @@ def _measure(
     return measured
 
 
+ROUND_KEYS = ("load_s", "pp_tps", "tg_tps", "ttft_ms")  # the figures a speed pass times
+PAIR = 2  # candidates timed between two timings of their reference
+
+
+def _round_schedule(order: Sequence[int], ref_of: dict[int, int], reverse: bool) -> list[list[int]]:
+    """One round's passes, a group per reference: R A B R C D R (its candidates ``PAIR`` at a time between
+    timings of it; a reference with no candidate just R), everything reversed when ``reverse``, so over two
+    rounds every candidate sits once early and once late."""
+    groups = []
+    for ref in dict.fromkeys(ref_of[n] for n in order):
+        candidates = [n for n in order if ref_of[n] == ref and n != ref]
+        if reverse:
+            candidates.reverse()
+        group = [ref]
+        for i in range(0, len(candidates), PAIR):
+            group += [*candidates[i : i + PAIR], ref]
+        groups.append(group)
+    return groups[::-1] if reverse else groups
+
+
+def _speed_passes(order: Sequence[int], ref_of: dict[int, int]) -> dict[int, int]:
+    """How many speed passes each row gets a round (a reference one more than its candidate pairs)."""
+    counts = dict.fromkeys(order, 0)
+    for group in _round_schedule(order, ref_of, reverse=False):
+        for n in group:
+            counts[n] += 1
+    return counts
+
+
+def _time_speeds(
+    order: Sequence[int], ref_of: dict[int, int], time_one: Callable[[int, bool], dict[str, Any]], reps: int
+) -> dict[int, list[dict[str, Any]]]:
+    """``reps`` rounds of speed passes (``_round_schedule``; ``time_one(n, last)`` times row ``n`` once,
+    ``last`` on its final pass). Per row, a dict per round: a candidate's own pass plus under ``ref`` the
+    geometric mean of the two reference timings around it (drift over the minutes between them is near
+    linear, so it cancels); a reference's passes of the round combined (geometric mean, median memory)."""
+    left = {n: reps * k for n, k in _speed_passes(order, ref_of).items()}
+    out: dict[int, list[dict[str, Any]]] = {n: [] for n in order}
+    for r in range(reps):
+        for group in _round_schedule(order, ref_of, reverse=r % 2 == 1):
+            timed = []
+            for n in group:
+                left[n] -= 1
+                timed.append(time_one(n, left[n] == 0))
+            ref = group[0]
+            at = [i for i, n in enumerate(group) if n == ref]
+            out[ref].append(_combined([timed[i] for i in at]))
+            for i, n in enumerate(group):
+                if n != ref:
+                    around = [timed[max(j for j in at if j < i)], timed[min(j for j in at if j > i)]]
+                    out[n].append({**timed[i], "ref": {k: _geomean([t[k] for t in around]) for k in ROUND_KEYS}})
+    return out
+
+
+def _geomean(values: Sequence[float]) -> float:
+    if all(v > 0 for v in values):
+        return math.exp(statistics.fmean(math.log(v) for v in values))
+    return statistics.fmean(values)
+
+
+def _combined(passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """A reference's passes of one round as one: the geometric mean of each timing, the median memory."""
+    out = {**passes[0], **{k: _geomean([p[k] for p in passes]) for k in ROUND_KEYS}}
+    out["peak_rss_mb"] = statistics.median(p["peak_rss_mb"] for p in passes)
+    return out
+
+
 def _speed_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """A row's speed figures from its rounds: mean, sd and 95 % interval over them, the values of each round
-    under ``rounds`` (``per`` pairs them with the reference's round by round), the median peak memory."""
+    under ``rounds`` and, for a candidate, its reference's beside it under ``ref_rounds`` (``per`` pairs the
+    two round by round), the median peak memory."""
     out: dict[str, Any] = {"ttft_prompt_tokens": rounds[0]["ttft_prompt_tokens"]}
-    out["rounds"] = {k: [r[k] for r in rounds] for k in ("load_s", "pp_tps", "tg_tps", "ttft_ms")}
+    out["rounds"] = {k: [r[k] for r in rounds] for k in ROUND_KEYS}
+    out["ref_rounds"] = {k: [r["ref"][k] for r in rounds] for k in ROUND_KEYS} if "ref" in rounds[0] else None
     for key, values in out["rounds"].items():
         digits = 4 if key == "load_s" else 2
         mean, sd, lo, hi = stats.mean_interval(values)
@@ -502,6 +579,7 @@ def _row(job: _Job, ref_job: _Job, m: dict[str, Any], quality_note: str | None) 
         "parameters": target.info.parameter_count,
         **{k: m[k] for k in SPEED_KEYS},
         "rounds": m["rounds"],
+        "ref_rounds": m["ref_rounds"],
         "ttft_prompt_tokens": m["ttft_prompt_tokens"],
         "peak_rss_mb": rss,
         "fit_estimate_mb": round(estimate, 1),

@@ -8,9 +8,10 @@ Four ratios, each oriented so that higher is better and the reference scores exa
     latency    = ref_ttft / ttft           (time to first token saved)
 
 The speeds of a language-model run are timed in interleaved rounds (``llm.run``: one repetition of every
-variant per round), and each row keeps them under ``rounds``. Then the throughput and latency ratios are
-*paired*: the geometric mean over rounds of ``x_round / ref_x_round``, and their spread is that of those
-per-round ratios, so load that drifts over minutes (which moves every variant of a round alike) cancels
+variant per round, each candidate next to a timing of its reference), and each row keeps them under
+``rounds``, a candidate its reference's timings around it under ``ref_rounds``. Then the throughput and
+latency ratios are *paired*: the geometric mean over rounds of ``x_round / ref_x_round`` (the reference
+beside it), and their spread is that of those per-round ratios, so load that drifts over minutes cancels
 instead of widening, or worse shifting, a ratio of two means taken minutes apart. Rows without rounds
 (speech, saved runs from before) use the ratio of the means.
 
@@ -113,9 +114,26 @@ def ratios(row: Mapping[str, Any], reference: Mapping[str, Any], axes: tuple[Axi
 
 
 def paired_logs(a: Mapping[str, Any], b: Mapping[str, Any], key: str) -> list[float] | None:
-    """log(a / b) of ``key`` in each round both rows were timed in (their ``rounds``), or None when they
-    were not timed in the same rounds."""
-    ra, rb = (a.get("rounds") or {}).get(key), (b.get("rounds") or {}).get(key)
+    """log(a / b) of ``key`` in each round both rows were timed in, or None when they were not timed in the
+    same rounds. Against its own reference a row pairs with the reference timings beside it (``ref_rounds``);
+    two rows of the same reference compare their ratios to it, log(a / ref_a) - log(b / ref_b); other rows
+    pair round by round (``rounds``)."""
+    la, lb = _to_reference(a, key), _to_reference(b, key)
+    if la is not None and b.get("id") is not None and a.get("reference") == b.get("id") != a.get("id"):
+        return la
+    if lb is not None and a.get("id") is not None and b.get("reference") == a.get("id") != b.get("id"):
+        return [-v for v in lb]
+    if la is not None and lb is not None and a.get("reference") == b.get("reference") and len(la) == len(lb):
+        return [x - y for x, y in zip(la, lb, strict=True)]
+    return _log_ratios((a.get("rounds") or {}).get(key), (b.get("rounds") or {}).get(key))
+
+
+def _to_reference(row: Mapping[str, Any], key: str) -> list[float] | None:
+    """log(row / its reference beside it) of ``key`` per round, when the row kept those (``ref_rounds``)."""
+    return _log_ratios((row.get("rounds") or {}).get(key), (row.get("ref_rounds") or {}).get(key))
+
+
+def _log_ratios(ra: Any, rb: Any) -> list[float] | None:
     if not isinstance(ra, list) or not isinstance(rb, list) or not ra or len(ra) != len(rb):
         return None
     if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in (*ra, *rb)):
@@ -201,11 +219,11 @@ def per_interval(
     log PER is the mean of the axes' log ratios, so var(log PER) = sum(var(log ratio)) / k^2, where each
     log ratio's variance is the candidate's plus the reference's (measured apart), except for accuracy with a
     paired difference interval, which is used instead (``_axis_var``), and for a speed timed in the same
-    rounds as the reference's, whose spread is that of the per-round ratios (``paired_logs``). An axis without an interval on a
-    row contributes 0, and so does an axis whose ratio is clamped or uninformative (it cannot move). None when
-    an informative axis was timed once (one repetition, as ``--quick``): a zero-width interval there would
-    make PER look exact when its speed could move by a fifth on the next run. The reference itself is
-    [1, 1]: its ratios are x / x, not measurements."""
+    rounds as the reference's, whose spread is that of the per-round ratios (``paired_logs``). An axis
+    without an interval on a row contributes 0, and so does an axis whose ratio is clamped or uninformative
+    (it cannot move). None when an informative axis was timed once (one repetition, as ``--quick``): a
+    zero-width interval there would make PER look exact when its speed could move by a fifth on the next
+    run. The reference itself is [1, 1]: its ratios are x / x, not measurements."""
     same = row is reference or (row.get("id") is not None and row.get("id") == reference.get("id"))
     if same or not axes:
         return 1.0, 1.0

@@ -14,8 +14,9 @@ peak memory. A PER that is not significantly below the best one (``per.compare``
 whose interval the shared reference's noise does not widen, reaches 1) ties with it, and of the tied
 variants the most faithful is chosen (the lowest KLD, or without one the highest accuracy): speeds that
 differ within their measured noise do not decide the verdict. A language run times its speeds in
-interleaved rounds, every variant once per round, and the speed ratios are paired round by round
-(``per.paired_logs``), so load that drifts over the run moves the variants of a round alike and cancels.
+interleaved rounds, every variant once per round and each next to a timing of its reference, and the speed
+ratios are paired with those neighbours round by round (``per.paired_logs``), so load that drifts over the
+run moves a candidate and its reference alike and cancels.
 Speech rows use their own axes (``SPEECH``): word accuracy, × real time, peak memory; as they
 carry no paired per-item results, "significantly worse" there means the WER intervals do not overlap.
 

@@ -3,6 +3,7 @@ Whisper tiny.en on the shipped clips."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,34 @@ def test_adding_a_variant_with_more_bits_changes_no_other_score(
     assert alone[Q2]["reference"] == more[Q2]["reference"] == SMOL
     assert more[Q2]["per_axes"] == alone[Q2]["per_axes"] and more[Q2]["per"] == alone[Q2]["per"]
     assert alone[Q2]["per"] != 1.0 and more[Q8]["per"] != 1.0  # scored against the source, not themselves
+
+
+def test_each_rows_progress_plan_counts_its_speed_passes(bench_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference is timed between every second candidate, so its bar plans more speed passes; every
+    bar ends at its plan, "done" after its last pass. The child is faked (it steps as ``measure.work``)."""
+    from assistant.bench import llm, worker
+
+    options = llm.Options(reps=2, quick=True, threads=1, ctx=1024)
+    speed_pass = dataclasses.replace(options, reps=1).speed_units  # load, one pp + tg, the TTFT
+
+    def child(name: str, spec: dict[str, Any], on_event: Any = None, cancel: Any = None) -> dict[str, Any]:
+        units = 7 if spec.get("quality_only") else speed_pass
+        if spec.get("quality_only"):
+            on_event({"event": "plan", "units": units})
+        for _ in range(units):
+            on_event({"event": "advance", "stage": "x"})
+        return _fixed_measurements(name, spec)
+
+    events: dict[str, list[dict[str, Any]]] = {}
+    monkeypatch.setattr(worker, "run", child)
+    with _home(bench_home):
+        llm.run([Q2, Q8], options=options, progress=lambda row, event: events.setdefault(row, []).append(event))
+    planned = {row: next(e["units"] for e in got if e["event"] == "plan") for row, got in events.items()}
+    for row, got in events.items():
+        assert got[-1]["event"] == "done" and [e["event"] for e in got].count("done") == 1
+        assert sum(e["event"] == "advance" for e in got) == planned[row]
+    assert planned[SMOL] - 7 == 2 * 2 * speed_pass  # R Q2 Q8 R: two passes a round, two rounds
+    assert planned[Q2] - 7 == planned[Q8] - 7 == 2 * speed_pass
 
 
 def test_speech_bench_quick(installed_models: dict[str, object]) -> None:
