@@ -70,6 +70,14 @@ def per_example(results: dict[str, Any]) -> str:
         f" × {axes['latency']:.4f})^¼ = {cand['per']:.3f}",
         "",
     ]
+    means = {"throughput": cand["tg_tps"] / ref["tg_tps"], "latency": ref["ttft_ms"] / cand["ttft_ms"]}
+    if any(abs(axes[name] - value) >= 0.00005 for name, value in means.items()):
+        paired = (
+            "The speed ratios are paired: the geometric mean over the rounds of each timing against the reference's "
+            "timings beside it, so load that changed during the run cancels; the ratios of the means would give "
+            + " and ".join(f"{name} {value:.4f}" for name, value in means.items())
+        )
+        lines += [*textwrap.wrap(paired + ".", WIDTH), ""]
     better = [name for name in ("accuracy", "throughput", "memory", "latency") if axes[name] > 1]
     worse = [name for name in ("accuracy", "throughput", "memory", "latency") if axes[name] < 1]
     trade = f"{c} gains on {', '.join(better) or 'no axis'} and loses on {', '.join(worse) or 'no axis'}"
