@@ -24,7 +24,7 @@ import pytest
 from assistant.audio import SAMPLE_RATE
 from assistant.speech import dictation_clip, reference_clips, word_error_rate
 
-from conftest import REPO, WHISPER, wait_until
+from conftest import REPO, wait_until
 from helpers.speech import require_tools, skip_unless
 
 NEEDED = ("pulseaudio", "pactl", "paplay")
@@ -158,11 +158,11 @@ def _quiet_tail(raw: Path, seconds: float = 0.5) -> bool:
 
 @pytest.mark.slow
 def test_talk_speaks_its_reply_where_it_can_be_heard(
-    installed_models: dict[str, object], starter_files: dict[str, Path], two_sinks: dict[str, str], tmp_path: Path
+    installed_models: dict[str, object], whisper_base_dir: Path, two_sinks: dict[str, str], tmp_path: Path
 ) -> None:
     """One spoken turn of ``assistant talk --speak``, all in real audio: an espeak-ng question played into the
     virtual microphone, the real models, and the reply read by the real espeak-ng onto a second sink, recorded
-    there and transcribed by tiny.en: it is the reply's text. Then the app listens again."""
+    there and transcribed by whisper-base: it is the reply's text. Then the app listens again."""
     from assistant import paths, tts
     from assistant.speech import Transcriber, normalize_text
 
@@ -208,8 +208,12 @@ def test_talk_speaks_its_reply_where_it_can_be_heard(
     said, reply = printed.read_text().splitlines()[:2]  # then the next turn's "you: " label
     assert said.startswith("you: ") and word_error_rate([clip.text], [said[5:]]) <= 0.35, said
     heard_audio = np.frombuffer(raw.read_bytes(), dtype=np.int16).astype(np.float32) / 32768
-    transcriber = Transcriber(starter_files[WHISPER], compute_type="int8", threads=2)
-    heard = transcriber.transcribe(heard_audio).text()
+    # The listener is the best recognizer the tests have (base, beam 5), as what is checked is the audio path,
+    # not recognition: espeak-ng's default voice at 175 words a minute is hard for tiny.en, and how hard
+    # depends on the CPU (one machine heard 1 word of 12 wrong; another, "The weather donated solid wind and
+    # light breeze from the west.", 5, with int8 and float32 alike). Base with beam 5 heard that recording right.
+    transcriber = Transcriber(whisper_base_dir, compute_type="int8", threads=2)
+    heard = transcriber.transcribe(heard_audio, beam_size=5, language="en").text()
     spoken = tts.clean(reply)
     wer = word_error_rate([normalize_text(spoken)], [normalize_text(heard)])
-    assert wer <= 0.3, (spoken, heard, wer)  # measured: 0.08 (one word of 12: "sunny" heard as "solid")
+    assert wer <= 0.3, (spoken, heard, wer)
