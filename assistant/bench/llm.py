@@ -445,10 +445,9 @@ def _time_speeds(
     return out
 
 
-def _geomean(values: Sequence[float]) -> float:
-    if all(v > 0 for v in values):
-        return math.exp(statistics.fmean(math.log(v) for v in values))
-    return statistics.fmean(values)
+def _geomean(values: list[float]) -> float:
+    """``per.geometric_mean``, or the plain mean where a timing came back 0 (a pass that failed to time)."""
+    return per_mod.geometric_mean(values) if all(v > 0 for v in values) else statistics.fmean(values)
 
 
 def _combined(passes: list[dict[str, Any]]) -> dict[str, Any]:
