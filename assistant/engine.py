@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from . import drafts, fit, gguf, prompt, template
 from .chat import CancelToken, ChatOptions, Chunk, Message, Stats
 from .errors import AssistantError
-from .llama import llama_thread, log_to
+from .llama import Greedy, chunk_length, llama_thread, log_to
 from .prompt import Plan
 from .speculative import MAX_DRAFT, DraftModel, Sampling, Speculation
 
@@ -268,8 +268,9 @@ class LlamaEngine:
 
         llm = self._llm
         n = 0
-        # at least one prompt token must be evaluated again: its logits sample the first token
-        limit = min(llm.n_tokens, len(tokens) - 1)
+        # at least two prompt tokens are evaluated again: the last one's logits sample the first token, and a
+        # chunk of one token would go through another matrix kernel (``llama.chunk_length``)
+        limit = min(llm.n_tokens, len(tokens) - 2)
         if limit > 0:
             differ = np.flatnonzero(llm.input_ids[:limit] != np.asarray(tokens[:limit], dtype=np.intc))
             n = int(differ[0]) if differ.size else limit
@@ -282,6 +283,8 @@ class LlamaEngine:
     def _sampler(self, options: ChatOptions, seed: int, banned: set[int] | None = None, grammar: Any = None) -> Any:
         from llama_cpp._internals import LlamaSampler
 
+        if options.temperature == 0 and not banned and grammar is None:
+            return Greedy(self._n_vocab)
         sampler = LlamaSampler()
         if banned:
             sampler.add_logit_bias(self._n_vocab, dict.fromkeys(banned, float("-inf")))
@@ -404,10 +407,11 @@ class LlamaEngine:
     def _evaluate(self, tokens: list[int], cancel: CancelToken) -> int:
         """Evaluate the prompt past the reused KV-cache prefix, in batches; return how many were reused."""
         cached = self._reuse_prefix(tokens)
-        for start in range(cached, len(tokens), self.n_batch):
-            if cancel.cancelled:
-                break
-            self._llm.eval(tokens[start : start + self.n_batch])
+        start = cached
+        while start < len(tokens) and not cancel.cancelled:
+            take = chunk_length(len(tokens) - start, self.n_batch)
+            self._llm.eval(tokens[start : start + take])
+            start += take
         return cached
 
     def _makes_empty(self, token: int) -> bool:

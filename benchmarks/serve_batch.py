@@ -11,7 +11,10 @@ tokens over loopback. Per concurrency and round:
 With ``--llama-server PATH`` (llama.cpp's own server, built from the llama-cpp-python sdist's sources, see
 ``llama_bench_compare.build_llama_bench``) the same requests go to it too, same GGUF, threads and
 ``--parallel``, with a context of ``--ctx`` per slot (``-c ctx × parallel``, as llama-server splits it), and
-rounds alternate which server goes first.
+rounds are paired: each round times both servers back to back (A B, then B A in the next round), and
+ours / llama-server is the median over rounds of that round's ratio, so a change in machine load between
+rounds hits both sides of a pair alike. Before the timed rounds of each concurrency, one untimed round per
+server (a batch shape's first step allocates its compute graph; neither server is timed on that).
 
     python benchmarks/serve_batch.py [--model ID] [--threads N] [--tokens 128] [--repeats 3] [--parallel 4]
         [--streams 1,2,4,8] [--llama-server PATH]
@@ -114,6 +117,16 @@ def _summary(name: str, streams: int, rounds: list[dict[str, Any]]) -> dict[str,
     }
 
 
+def paired_ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[float]:
+    """Each round's ours / theirs aggregate tok/s (the two were timed back to back in that round)."""
+    return [a["tok_s"] / b["tok_s"] for a, b in zip(ours, theirs, strict=True) if b["tok_s"] > 0]
+
+
+def paired_differences(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[float]:
+    """Each round's difference of median time to first token, ours - theirs (ms)."""
+    return [statistics.median(a["ttfts"]) - statistics.median(b["ttfts"]) for a, b in zip(ours, theirs, strict=True)]
+
+
 def main() -> None:
     parser = chat_parser(__doc__, ctx=2048)
     parser.add_argument("--port", type=int, default=18436)
@@ -137,6 +150,8 @@ def main() -> None:
         for url in servers.values():
             round_of(url, item.id, 4, 1)  # warm-up: loads our model, fills the page cache
         for streams in levels:
+            for url in servers.values():
+                round_of(url, item.id, 8, streams)  # untimed: this batch shape's first steps
             for i in range(args.repeats):
                 order = list(servers.items())
                 if i % 2:
@@ -160,8 +175,12 @@ def main() -> None:
         "scaling_vs_one_stream": {n: ours[n] / ours[levels[0]] for n in levels if ours.get(levels[0])},
     }
     if args.llama_server:
-        them = {r["streams"]: r["tok_s"] for r in rows if r["server"] == THEIRS}
-        summary["ours_over_llama_server"] = {n: ours[n] / them[n] for n in levels if them.get(n)}
+        pairs = {n: paired_ratios(rounds[(OURS, n)], rounds[(THEIRS, n)]) for n in levels}
+        summary["ours_over_llama_server"] = {n: statistics.median(p) for n, p in pairs.items() if p}
+        summary["ours_over_llama_server_pairs"] = pairs
+        summary["ttft_p50_ms_ours_minus_llama_server"] = {
+            n: statistics.median(paired_differences(rounds[(OURS, n)], rounds[(THEIRS, n)])) for n in levels
+        }
     print(json.dumps(summary, indent=2))
     data = {"model": item.id, "threads": threads, "rows": rows, "summary": summary}
     print(f"wrote {write_json('serve_batch', data, args)}")

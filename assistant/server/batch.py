@@ -12,8 +12,8 @@ Each step, on the llama thread: waiting requests take free slots (the slot whose
 longest prefix with the new prompt, so a client's next turn reuses its KV; the rest of that slot's cache is
 dropped), cancelled ones leave (a client that disconnects frees its slot within one step), then one
 ``llama_decode`` evaluates every generating sequence's last token, another up to ``n_batch`` tokens of the
-oldest newcomer's prompt (apart, and never one token alone: see ``_prompt_chunk``, which is what keeps a
-batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits with its
+oldest newcomer's prompt and of the newcomers whose next chunk is as long (apart, and never one token alone:
+see ``_prompt_group``, which is what keeps a batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits with its
 own sampler (temperature, top_p, seed, and a grammar for ``response_format``): the samplers
 ``LlamaEngine.stream`` uses, so replies read as they do in the CLI (never empty, no leading or trailing
 whitespace). With ``runtime.speculative`` on, a greedy sequence without a grammar also puts a prompt-lookup
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AssistantError
-from ..llama import llama_thread
+from ..llama import chunk_length, llama_thread
 from ..prompt import shared_prefix
 from ..speculative import DraftLength, Lookup
 from .errors import APIError, from_domain
@@ -281,7 +281,7 @@ class Batcher:
 
     def _step(self) -> None:
         """One step: admit, drop the cancelled, decode every generating sequence's last token together, then
-        evaluate one newcomer's prompt (a chunk of it) in a call of its own (see ``_prompt_chunk``)."""
+        evaluate the newcomers' prompts (a chunk of each) in a call of their own (see ``_prompt_group``)."""
         self._admit()
         for slot in self._slots:
             if slot.seq is not None and slot.seq.job.cancel.cancelled:
@@ -299,8 +299,7 @@ class Batcher:
             self._decode(plan)
         waiting = [s for s in self._slots if s.seq is not None and s.seq.pending]
         if waiting:
-            slot = min(waiting, key=lambda s: s.seq.admitted if s.seq is not None else 0)
-            self._decode([(*self._prompt_chunk(slot), [])])
+            self._decode([(slot, self._prompt_chunk(slot, take), []) for slot, take in self._prompt_group(waiting)])
 
     def _decode(self, plan: list[tuple[_Slot, int, list[int]]]) -> None:
         """Evaluate the batch ``plan`` filled, then draw for each slot that asked for logits."""
@@ -357,7 +356,7 @@ class Batcher:
 
     def _assign(self, slot: _Slot, seq: _Seq) -> None:
         # at least two prompt tokens are evaluated again: the last one's logits draw the first token, and a chunk
-        # of one would be read with another kernel (``_prompt_chunk``)
+        # of one would be read with another kernel (``_prompt_group``)
         n = max(0, min(shared_prefix(slot.cached, seq.tokens), len(seq.tokens) - 2))
         if not self._ctx.kv_cache_seq_rm(slot.id, n, -1):  # a model whose cache cannot be cut keeps nothing
             self._ctx.kv_cache_seq_rm(slot.id, -1, -1)
@@ -375,22 +374,32 @@ class Batcher:
         token, slot.seq.next = slot.seq.next, None
         return token
 
-    def _prompt_chunk(self, slot: _Slot) -> tuple[_Slot, int]:
-        """Put up to ``n_batch`` of the slot's prompt tokens in the batch, never a chunk of one token.
+    def _prompt_group(self, waiting: list[_Slot]) -> list[tuple[_Slot, int]]:
+        """The prompts evaluated together this step, and how many tokens of each: the oldest newcomer's next chunk
+        (up to ``n_batch`` tokens, never one alone: ``llama.chunk_length``), and the other newcomers' whose next
+        chunk is as long, as many as the batch holds, in slot order.
 
-        llama.cpp's CPU backend computes attention for a chunk of one token with another kernel than for a
-        longer one (its sgemm only runs for two or more): the same prompt read in different chunks would give
-        slightly different logits, and at times a different greedy reply. So a prompt is evaluated in chunks
-        of at least two tokens (its KV reuse leaves two, ``_assign``), alone in its ``llama_decode``: in one
-        call with other sequences' tokens llama.cpp would split it into equal pieces, one token next to each
-        of theirs."""
+        A prompt goes into a ``llama_decode`` of its own, apart from the decoding sequences' tokens: with one KV
+        stream per sequence, llama.cpp splits a call into micro-batches of an equal number of tokens from each
+        sequence, so a prompt next to other sequences' single tokens would be read one token at a time, at
+        times in a micro-batch of one row, which llama.cpp's CPU backend multiplies with another kernel than two
+        or more (the logits, and at a near-tie the greedy reply, would differ from a lone client's). Prompts of
+        one length share a call: each micro-batch then holds that many of each one's tokens. So clients that
+        arrive together (or a wave taking the slots a wave left) all get their first token after one call."""
+        oldest = min(waiting, key=lambda s: s.seq.admitted if s.seq is not None else 0)
+        assert oldest.seq is not None
+        take = chunk_length(len(oldest.seq.pending), self.n_batch)
+        same = [s for s in waiting if s.seq is not None and chunk_length(len(s.seq.pending), self.n_batch) == take]
+        same.sort(key=lambda s: (s is not oldest, s.seq.admitted if s.seq is not None else 0))
+        return [(slot, take) for slot in sorted(same[: max(1, self.n_batch // take)], key=lambda s: s.id)]
+
+    def _prompt_chunk(self, slot: _Slot, take: int) -> int:
+        """Put the next ``take`` of the slot's prompt tokens in the batch; the last one's output index once the
+        prompt is all evaluated (its logits draw the first token), else -1."""
         seq = slot.seq
         assert seq is not None
-        take = min(self.n_batch, len(seq.pending))
-        if len(seq.pending) - take == 1 and take > 2:
-            take -= 1  # leave two for the next chunk
         tokens, seq.pending = seq.pending[:take], seq.pending[take:]
-        return slot, self._add(slot, tokens, not seq.pending)
+        return self._add(slot, tokens, not seq.pending)
 
     def _add(self, slot: _Slot, tokens: list[int], logits: bool, every: bool = False) -> int:
         """Append ``tokens`` of ``slot``'s sequence to the batch; the last one's output index if ``logits`` (else

@@ -34,6 +34,7 @@ log = logging.getLogger("assistant.serve")
 DEFAULT_KEEP_ALIVE_S = 300.0
 # An embedding request is a few short texts: a small context keeps the second instance's KV cache tiny.
 EMBED_CTX = 2048
+MAX_NAMES = 64  # names ``ModelPool.resolve`` remembers (a client sending many spellings only costs lookups)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class ModelPool:
         self._transcriber: Transcriber | None = None
         self._transcriber_lock = threading.Lock()
         self._loading = asyncio.Lock()
+        self._names: dict[str, Installed] = {}  # the names requests used for models now loaded (``resolve``)
 
     # -- which models ------------------------------------------------------------------------------
     def installed(self, kind: str | None = None) -> list[Installed]:
@@ -116,22 +118,35 @@ class ModelPool:
         return [m for m in items if self.allowed is None or m.id in self.allowed]
 
     def resolve(self, model: str, kind: str = "llm") -> Installed:
-        """The installed model a request names, or a 404 that says how to install it."""
-        from ..store import Store
+        """The installed model a request names, or a 404 that says how to install it.
 
-        store = Store()
-        try:
-            item = store.require(model)
-        except AssistantError as exc:
-            raise not_found_model(model, one_line(exc)) from None
-        finally:
-            store.conn.close()
+        A name already resolved to a model that is loaded now skips the model store: opening it and checking the
+        file costs the event loop about 2 ms a request, which every running stream waits out. Other names (and
+        every name once its model is unloaded) are looked up again."""
+        item = self._names.get(model)
+        if item is None or item.id not in self.chat:
+            item = self._lookup(model)
+            if len(self._names) >= MAX_NAMES:
+                self._names.clear()
+            self._names[model] = item
         if self.allowed is not None and item.id not in self.allowed:
             raise not_found_model(model, f"model '{item.id}' is not served here (see --models)")
         if item.kind != kind:
             what = "a chat model" if kind == "llm" else "a speech model"
             raise APIError(400, f"model '{item.id}' is a {item.kind} model, not {what}", param="model")
         return item
+
+    @staticmethod
+    def _lookup(model: str) -> Installed:
+        from ..store import Store
+
+        store = Store()
+        try:
+            return store.require(model)
+        except AssistantError as exc:
+            raise not_found_model(model, one_line(exc)) from None
+        finally:
+            store.conn.close()
 
     # -- chat engines ------------------------------------------------------------------------------
     async def engine(self, model: str, keep_alive: float | str | None = None) -> Loaded:

@@ -127,9 +127,10 @@ def test_follow_up_only_evaluates_new_tokens(smol: LlamaEngine) -> None:
     evaluated = stats2.prompt_tokens - stats2.cached_tokens
     assert evaluated <= new_tokens + 2, (evaluated, new_tokens)
 
-    # the same prompt again: everything but the last token comes from the cache
+    # the same prompt again: everything but the last two tokens comes from the cache (a lone token would be
+    # evaluated with another matrix kernel than the prompt was: llama.chunk_length)
     _, stats3, _ = run(smol, second)
-    assert stats3.cached_tokens == stats3.prompt_tokens - 1
+    assert stats3.cached_tokens == stats3.prompt_tokens - 2
 
 
 @pytest.mark.slow

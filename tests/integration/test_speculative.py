@@ -87,7 +87,10 @@ def test_chat_reports_drafted_and_accepted_tokens(installed_models: dict[str, ob
     args = ["chat", "-p", PROMPTS[0], "--temperature", "0", "--max-tokens", "64", "--json"]
     on = json.loads(run_cli(*args, "--speculative", "lookup").stdout)
     off = json.loads(run_cli(*args, "--speculative", "off").stdout)
-    assert on["drafted_tokens"] > 0 and 0 < on["accepted_tokens"] <= on["drafted_tokens"]
+    # how long the drafts are follows this machine's batch costs, timed in the CLI's process under whatever load
+    # the machine has, so whether its few drafts are taken is not this test's question (the in-process tests
+    # above check what is taken); that they are made and reported is
+    assert on["drafted_tokens"] > 0 and 0 <= on["accepted_tokens"] <= on["drafted_tokens"], on
     assert off["drafted_tokens"] == off["accepted_tokens"] == 0
 
 
@@ -148,15 +151,52 @@ def test_a_sampled_draft_keeps_plain_samplings_distribution(smollm: LlamaEngine)
 
 @pytest.mark.slow
 def test_a_sampled_reply_drafts_and_a_seed_repeats_it(smollm: LlamaEngine) -> None:
-    options = ChatOptions(temperature=0.7, max_tokens=64, seed=11)
+    """Which positions get drafted follows this machine's batch costs (timed once per process), and with them
+    which random draws a seed's reply makes; so a few seeds are tried: each repeats its reply, and over them
+    drafts are made and some taken (one seed's first draft can miss)."""
 
-    def reply() -> tuple[str, Any]:
+    def reply(seed: int) -> tuple[str, Any]:
         smollm.speculative = "lookup"
         smollm.on_engine_thread(smollm._llm.reset)
+        options = ChatOptions(temperature=0.7, max_tokens=64, seed=seed)
         chunks = list(smollm.stream([Message("user", PROMPTS[0])], options, CancelToken()))
         return "".join(c.text for c in chunks), chunks[-1].stats
 
-    first, stats = reply()
-    again, _ = reply()
-    assert stats.drafted_tokens > 0 and 0 < stats.accepted_tokens <= stats.drafted_tokens
-    assert first == again
+    drafted = accepted = 0
+    for seed in (11, 12, 13):
+        first, stats = reply(seed)
+        again, _ = reply(seed)
+        assert first == again, seed
+        assert 0 <= stats.accepted_tokens <= stats.drafted_tokens
+        drafted, accepted = drafted + stats.drafted_tokens, accepted + stats.accepted_tokens
+    assert drafted > 0 and accepted > 0, (drafted, accepted)
+
+
+@pytest.mark.slow
+def test_greedy_draws_what_llamas_greedy_sampler_draws(smollm: LlamaEngine) -> None:
+    """``llama.Greedy`` (numpy's argmax over the logits in place) picks llama.cpp's greedy sampler's token at
+    every position of a batch: the engine, the server's batch and speculation's checks draw with it."""
+    from llama_cpp._internals import LlamaSampler
+
+    from assistant.llama import Greedy
+
+    def picks() -> list[tuple[int, int]]:
+        llm = smollm._llm
+        tokens = llm.tokenize(" ".join(PROMPTS[1:]).encode())[: llm.n_batch]
+        llm.reset()
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)  # (reset keeps the cells; the engine cuts them itself)
+        llm._batch.set_batch(batch=tokens, n_past=0, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        chain = LlamaSampler()
+        chain.add_greedy()
+        ours = Greedy(llm.n_vocab())
+        try:
+            return [(ours.sample(llm._ctx, i), int(chain.sample(llm._ctx, i))) for i in range(len(tokens))]
+        finally:
+            chain.close()
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+
+    pairs = smollm.on_engine_thread(picks)
+    assert [a for a, _ in pairs] == [b for _, b in pairs]
+    assert len(pairs) > 50 and len({a for a, _ in pairs}) > 10  # many positions, many different picks

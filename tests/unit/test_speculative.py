@@ -149,3 +149,16 @@ def test_batch_costs_are_timed_once_and_kept_in_the_cache(assistant_home: Path) 
     (paths.cache_dir() / speculative.COSTS_FILE).write_text("{not json")
     speculative._costs.clear()
     assert sorted(speculative.batch_costs(again, 7, "model.gguf:1:2:512", 4)) == [1, 2, 3, 4]  # timed anew
+
+
+def test_batch_costs_never_fall_as_the_batch_grows() -> None:
+    from assistant.speculative import monotone
+
+    # as timed once with a build running: a batch of 4 "cost" more than one of 8
+    timed = {1: 1.0, 2: 2.27, 3: 2.84, 4: 4.82, 5: 4.91, 6: 4.87, 7: 6.47, 8: 4.08}
+    costs = monotone(timed)
+    assert list(costs) == list(range(1, 9)) and costs[1] == 1.0
+    assert all(costs[m] <= costs[m + 1] for m in range(1, 8)), costs
+    assert all(costs[m] <= timed[m] for m in costs)  # only lowered, never raised: load only inflates a timing
+    assert costs == {1: 1.0, 2: 2.27, 3: 2.84, 4: 4.08, 5: 4.08, 6: 4.08, 7: 4.08, 8: 4.08}
+    assert monotone({1: 1.0, 2: 0.7, 3: 2.0}) == {1: 1.0, 2: 1.0, 3: 2.0}  # a batch costs a step at least
