@@ -44,13 +44,30 @@ class VoiceLoop:
     barge_in: bool = False  # speech while the app replies interrupts it (headphones)
     language: str | None = None  # speech.language; None: read replies in the language heard
     speak: bool = True  # read replies aloud
+    voice: str | None = None  # an espeak-ng voice for every reply (``talk --voice``); None: the language's
+    speed: int | None = None  # words per minute (``talk --speed``); None: espeak-ng's 175
     state: VoiceState = VoiceState.OFF
     heard_language: str | None = None  # the last turn's language, as whisper detected it
     marks: dict[str, float] = field(default_factory=dict)  # this turn's wall-clock marks
 
     @classmethod
-    def from_settings(cls, speech: SpeechSettings, *, pause: float | None = None, speak: bool = True) -> VoiceLoop:
-        return cls(pause=pause or speech.pause, barge_in=speech.barge_in, language=speech.language, speak=speak)
+    def from_settings(
+        cls,
+        speech: SpeechSettings,
+        *,
+        pause: float | None = None,
+        speak: bool = True,
+        voice: str | None = None,
+        speed: int | None = None,
+    ) -> VoiceLoop:
+        return cls(
+            pause=pause or speech.pause,
+            barge_in=speech.barge_in,
+            language=speech.language,
+            speak=speak,
+            voice=voice,
+            speed=speed,
+        )
 
     @property
     def on(self) -> bool:
@@ -82,12 +99,12 @@ class VoiceLoop:
         return self.language or self.heard_language
 
     def speaker(self) -> Speaker | None:
-        """A voice for this reply (one ``Speaker`` reads one reply), in the user's language."""
+        """A voice for this reply (one ``Speaker`` reads one reply): the one asked for, else the user's language's."""
         if not self.speak:
             return None
         from .tts import Speaker, voice_for
 
-        return Speaker(voice=voice_for(self.reply_language), marks=self.marks)
+        return Speaker(voice=self.voice or voice_for(self.reply_language), speed=self.speed, marks=self.marks)
 
     def reply_text(self) -> bool:
         """A piece of the reply arrived; True for the first (thinking turns into speaking)."""

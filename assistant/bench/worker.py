@@ -249,7 +249,8 @@ def peak_rss_mb() -> float:
     return peak_rss_bytes() / MiB
 
 
-def mean_sd(values: list[float], digits: int = 3) -> tuple[float, float]:
+def mean_sd(values: list[float], digits: int = 3) -> tuple[float, float | None]:
+    """The mean and the standard deviation; no deviation (None, not 0) from one value: a spread that was not
+    measured must not read as an exact figure."""
     mean = statistics.fmean(values)
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return round(mean, digits), round(sd, digits)
+    return round(mean, digits), round(statistics.stdev(values), digits) if len(values) > 1 else None

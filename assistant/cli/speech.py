@@ -455,6 +455,12 @@ def _open_session(chat_model: str | None) -> tuple[Any, Any]:
     help="Silence that ends what you say and sends it (default: config speech.pause, 1 s).",
 )
 @click.option(
+    "--voice",
+    metavar="NAME",
+    help="espeak-ng voice for the replies, e.g. en-gb, de+f3 (default: the language you speak; see `say`).",
+)
+@click.option("--speed", type=click.IntRange(80, 500), help="Words per minute for the replies (espeak-ng default 175).")
+@click.option(
     "--timings",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append each turn's latency breakdown (end of speech, transcript, first text, first sentence, voice) as JSON.",
@@ -467,6 +473,8 @@ def talk(
     speech_model: str | None,
     speak: bool | None,
     pause: float | None,
+    voice: str | None,
+    speed: int | None,
     timings: Path | None,
 ) -> None:
     """Voice chat: speak, pause, and what you said is sent; the reply streams (and is read aloud if enabled).
@@ -485,7 +493,7 @@ def talk(
             raise AssistantError("cannot read aloud: espeak-ng is not installed", MISSING_HINT)
     from ..voice_loop import VoiceLoop
 
-    loop = VoiceLoop.from_settings(settings.speech, pause=pause, speak=speak)
+    loop = VoiceLoop.from_settings(settings.speech, pause=pause, speak=speak, voice=voice, speed=speed)
     source = _source(device, from_file, fast, None)
     transcriber = _load_transcriber(speech_model)
     session, chat = _open_session(chat_model)

@@ -225,3 +225,10 @@ def test_per_interval_uses_the_paired_accuracy_difference_when_there_is_one() ->
     paired = per.per_interval({**cand, "accuracy_diff_lo": -0.08, "accuracy_diff_hi": -0.02}, ref, per.AXES)
     assert unpaired is not None and paired is not None
     assert unpaired[0] < paired[0] < per.per(cand, ref) < paired[1] < unpaired[1]
+
+
+def test_one_timing_has_no_spread_rather_than_a_spread_of_zero() -> None:
+    from assistant.bench.worker import mean_sd
+
+    assert mean_sd([0.25]) == (0.25, None)  # the speech bench run with --reps 1: its sd was stored as 0.0
+    assert mean_sd([1.0, 3.0], 2) == (2.0, 1.41)

@@ -100,3 +100,23 @@ def test_timings_carry_the_text_language_and_marks() -> None:
     doc = loop.timings("hi")
     assert doc["text"] == "hi" and doc["language"] == "en"
     assert doc["speech_end"] <= doc["final"] <= doc["first_text"]
+
+
+def test_talks_voice_and_speed_read_every_reply(espeak_voices: None) -> None:
+    loop = VoiceLoop.from_settings(speech(), speak=True, voice="en-gb+f3", speed=140)
+    loop.start()
+    loop.heard("hallo", language="de")
+    speaker = loop.speaker()
+    assert speaker is not None
+    try:
+        assert (speaker.voice, speaker.speed) == ("en-gb+f3", 140)  # the voice asked for, not German's
+    finally:
+        speaker.stop()
+    plain = VoiceLoop.from_settings(speech(), speak=True)
+    plain.heard("hallo", language="de")
+    speaker = plain.speaker()
+    assert speaker is not None
+    try:
+        assert (speaker.voice, speaker.speed) == ("de", None)
+    finally:
+        speaker.stop()
