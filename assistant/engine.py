@@ -3,21 +3,19 @@
 ``LlamaEngine`` implements ``chat.ChatEngine`` over llama-cpp-python, but drives llama.cpp's decode and
 sampler itself instead of going through ``Llama.create_completion``/``generate``, because it needs:
 
-* exact KV-cache reuse figures: the tokens already evaluated for the previous turn are matched against the
-  new prompt (longest common prefix) and only the rest is evaluated, so turn N costs the new tokens, not
-  the history (``Stats.cached_tokens``);
+* exact KV-cache reuse figures: the tokens already evaluated for the previous turn are matched against the new prompt
+  (longest common prefix) and only the rest is evaluated, so turn N costs the new tokens, not the history
+  (``Stats.cached_tokens``);
 * a different sampler for the first visible token (end-of-generation banned: a reply is never empty),
   which ``generate`` cannot switch without a per-token numpy logits processor over the whole vocabulary;
 * cancellation between prompt batches and between tokens;
 * little per-token work: one ``token_to_piece`` into a reused buffer and an incremental UTF-8 decoder
   (``create_completion`` re-detokenizes the whole reply on every token).
 
-A model whose GGUF has no ``tokenizer.chat_template`` (a base model) runs in completion mode: the messages
-become a plain ``User:``/``Assistant:`` transcript, and the reply stops at the next speaker tag. Building
-and trimming the prompt is ``assistant.prompt``'s; the one thread every llama.cpp call runs on is
-``assistant.llama``'s.
-
-Every file passes ``gguf.read`` and the memory-fit check before llama.cpp sees it.
+A model whose GGUF has no ``tokenizer.chat_template`` (a base model) runs in completion mode: the messages become a
+plain ``User:``/``Assistant:`` transcript, and the reply stops at the next speaker tag. Building and trimming the
+prompt is ``assistant.prompt``'s; the one thread every llama.cpp call runs on is ``assistant.llama``'s. Every file
+passes ``gguf.read`` and the memory-fit check before llama.cpp sees it.
 """
 
 from __future__ import annotations
@@ -263,13 +261,13 @@ class LlamaEngine:
 
     # -- generation -------------------------------------------------------------------------------
     def _reuse_prefix(self, tokens: list[int]) -> int:
-        """Keep the KV cache for the longest prefix shared with what is already evaluated."""
+        """Keep the KV cache for the longest prefix shared with what is already evaluated, less two tokens at least:
+        the last one's logits draw the first token, and one alone would be read with another matrix kernel
+        (``llama.chunk_length``)."""
         import numpy as np
 
         llm = self._llm
         n = 0
-        # at least two prompt tokens are evaluated again: the last one's logits sample the first token, and a
-        # chunk of one token would go through another matrix kernel (``llama.chunk_length``)
         limit = min(llm.n_tokens, len(tokens) - 2)
         if limit > 0:
             differ = np.flatnonzero(llm.input_ids[:limit] != np.asarray(tokens[:limit], dtype=np.intc))
@@ -406,8 +404,7 @@ class LlamaEngine:
 
     def _evaluate(self, tokens: list[int], cancel: CancelToken) -> int:
         """Evaluate the prompt past the reused KV-cache prefix, in batches; return how many were reused."""
-        cached = self._reuse_prefix(tokens)
-        start = cached
+        start = cached = self._reuse_prefix(tokens)
         while start < len(tokens) and not cancel.cancelled:
             take = chunk_length(len(tokens) - start, self.n_batch)
             self._llm.eval(tokens[start : start + take])
