@@ -5,11 +5,16 @@ tokens costs less per token (SmolLM2 Q4_1 on 2 cores, timed in the engine: 2 tok
 4 cost 2.2, 8 cost 3.5). So the engine (``engine.LlamaEngine._decode``) evaluates the token it just sampled
 *plus a draft* of the next ones in one batch, checks each position, keeps the draft's tokens up to the first
 one the model does not take, and removes the rest from the KV cache. A greedy reply takes a draft token when it
-is the model's own pick, so at temperature 0 the reply is plain decoding's, token for token: the engine runs
-llama.cpp with flash attention, whose kernel computes each position of a batch as it computes a single token
-(without it, attention over a batch goes through a matrix kernel that sums in another order, and a near-tie
-could go the other way). A sampled reply takes a draft token with the probability the model gives it and
-otherwise draws from the rest (``Speculation._pick``), which keeps plain sampling's distribution exactly. The speed-up is the draft tokens accepted, less what the batches (and a draft
+is the model's own pick, so at temperature 0 the reply is plain decoding's token for token as far as llama.cpp
+computes a position in a batch as it computes a single token. Its attention does (the engine runs flash
+attention; without it a batch went through a matrix kernel that sums in another order). Its matrix products do
+for some weight types only: on x86 llamafile's sgemm multiplies Q8_0, Q5_0, Q4_0 and F16 weights from two rows
+on, and AVX2 repacks Q4_K and multiplies it four rows at a time, so those rows differ from a single step's in
+the last bits, and at a near-tie a greedy pick can go the other way (SmolLM2 Q4_1, whose Q8_0 output head is
+the one such tensor: 59 of 60 bench prompts identical; Gemma 3 270M Q4_K_M, Q5_0 and Q8_0 throughout: 46 of
+60). Nothing at run time turns sgemm off. A sampled reply takes a draft token with the probability the model
+gives it and otherwise draws from the rest (``Speculation._pick``), which keeps plain sampling's distribution
+exactly. The speed-up is the draft tokens accepted, less what the batches (and a draft
 model's guesses) cost over single steps (``BATCH_STEPS``).
 
 * ``Lookup`` — prompt-lookup decoding (Saxena, 2023; llama.cpp's ``llama-lookup``): the draft is what followed
@@ -404,9 +409,10 @@ class Speculation:
         """Evaluate ``token`` and ``draft`` in one batch; return the draft's tokens up to the first the model
         does not take, then the token it picks there. The KV cache keeps what was accepted only.
 
-        With flash attention (the engine's) a batch's logits are those of single steps; without it they moved
-        a little (SmolLM2 Q4_1: the top-2 margin by 0.11 logits at the median, 0.76 at most over 300 positions),
-        and at a near-tie a greedy pick could differ from plain decoding's (10 of 30 replies did)."""
+        With flash attention (the engine's) a batch's attention is that of single steps; without it the logits
+        moved a little (SmolLM2 Q4_1: the top-2 margin by 0.11 logits at the median, 0.76 at most over 300
+        positions), and at a near-tie a greedy pick could differ from plain decoding's (10 of 30 replies did).
+        The matrix products of some weight types still differ in the last bits (the module docstring)."""
         llm = self.llm
         start = llm.n_tokens
         batch = [token, *draft]

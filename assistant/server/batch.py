@@ -8,19 +8,19 @@ as much as the engine's own context, so a request that fits ``assistant chat`` f
 sequence also keeps a reply independent of its neighbours: a sequence's cells sit where they would sit if it
 ran alone, so a greedy reply in a batch is the reply a lone client gets.
 
-Each step, on the llama thread: waiting requests take free slots (the slot whose cached tokens share the
-longest prefix with the new prompt, so a client's next turn reuses its KV; the rest of that slot's cache is
-dropped), cancelled ones leave (a client that disconnects frees its slot within one step), then one
-``llama_decode`` evaluates every generating sequence's last token, another up to ``n_batch`` tokens of the
-oldest newcomer's prompt and of the newcomers whose next chunk is as long (apart, and never one token alone:
-see ``_prompt_group``, which is what keeps a batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits with its
-own sampler (temperature, top_p, seed, and a grammar for ``response_format``): the samplers
+Each step, on the llama thread: waiting requests take free slots (the slot whose cached tokens share the longest
+prefix with the new prompt, so a client's next turn reuses its KV; the rest of that slot's cache is dropped),
+cancelled ones leave (a client that disconnects frees its slot within one step), then one ``llama_decode``
+evaluates every generating sequence's last token, another up to ``n_batch`` tokens of the oldest newcomer's prompt
+and of the newcomers whose next chunk is as long (apart, and never one token alone: see ``_prompt_group``, which is
+what keeps a batched reply bit-identical to a lone one), and each sequence draws its next token from its own logits
+with its own sampler (temperature, top_p, seed, and a grammar for ``response_format``): the samplers
 ``LlamaEngine.stream`` uses, so replies read as they do in the CLI (never empty, no leading or trailing
-whitespace). With ``runtime.speculative`` on, a greedy sequence without a grammar also puts a prompt-lookup
-draft of its next tokens in the step (``_draft``: ``speculative.Lookup`` and ``DraftLength`` per sequence) and
-takes the draft's tokens up to the first its logits do not pick, its KV cache cut after them (``_advance``);
-with flash attention each position is computed as a lone step would compute it, so the reply is the same. A raw prompt
-(``/v1/completions``, Ollama's ``raw``) is continued as it is, as ``create_completion`` does.
+whitespace). With ``runtime.speculative`` on, a greedy sequence without a grammar also puts a prompt-lookup draft
+of its next tokens in the step (``_draft``: ``speculative.Lookup`` and ``DraftLength`` per sequence) and takes the
+draft's tokens up to the first its logits do not pick, its KV cache cut after them (``_advance``): the reply is the
+lone one but where a weight type's kernel differs between one row and several (see ``speculative.py``). A raw
+prompt (``/v1/completions``, Ollama's ``raw``) is continued as it is, as ``create_completion`` does.
 
 Only the steps run on the llama thread: a driver thread hands them over, and they run back to back until
 other work is queued there (``llama_thread.waiting``), so a model load, an embedding or a new request's

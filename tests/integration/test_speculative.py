@@ -2,9 +2,10 @@
 reply is plain decoding's token for token, and at temperature > 0 a verified token is drawn from the
 distribution plain sampling draws from.
 
-Identical, because the engine runs llama.cpp with flash attention: without it, attention over a batch used
-another kernel than a single token's, and at a near-tie a greedy reply could part from plain decoding's (10
-of 30 grounded prompts did).
+Identical on these prompts, because the engine runs llama.cpp with flash attention: without it, attention over a
+batch used another kernel than a single token's, and at a near-tie a greedy reply could part from plain
+decoding's (10 of 30 grounded prompts did). SmolLM2's one weight whose product differs between one row and
+several is its Q8_0 output head (``speculative``'s docstring); on the bench's 60 prompts one reply parts there.
 """
 
 from __future__ import annotations
