@@ -176,14 +176,15 @@ class Greedy:
     ``llama_cpp._internals.LlamaSampler`` where the engine uses it (``sample``, ``accept``, ``close``)."""
 
     def __init__(self, n_vocab: int) -> None:
-        self.n_vocab = n_vocab
-
-    def sample(self, ctx: Any, idx: int = -1) -> int:
         import llama_cpp
         import numpy as np
 
-        row = llama_cpp.llama_get_logits_ith(ctx.ctx, idx)
-        return int(np.argmax(np.ctypeslib.as_array(row, shape=(self.n_vocab,))))
+        self.n_vocab = n_vocab
+        self._logits = llama_cpp.llama_get_logits_ith  # looked up once, not at every token
+        self._argmax, self._view = np.argmax, np.ctypeslib.as_array
+
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        return int(self._argmax(self._view(self._logits(ctx.ctx, idx), shape=(self.n_vocab,))))
 
     def accept(self, token: int) -> None:
         """Greedy keeps no state (llama.cpp's greedy sampler's accept does nothing either)."""

@@ -110,9 +110,9 @@ def batch_costs(llm: Any, token: int, key: str, largest: int) -> dict[int, float
         stored = {}
     stored = stored if isinstance(stored, dict) else {}  # the other models' and settings' costs are kept
     try:
-        found = monotone({int(m): float(v) for m, v in stored[key].items()})  # (tables kept before it was)
+        found = {int(m): float(v) for m, v in stored[key].items()}
         if max(found) >= largest and all(v >= 1.0 for v in found.values()):
-            _costs[key] = found
+            _costs[key] = found = monotone(found)  # (a table kept before costs were made non-decreasing)
             return found
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
