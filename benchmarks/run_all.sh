@@ -41,7 +41,7 @@ llama_lookup=$(compgen -G "$tools/llama-lookup" | head -n1 || true)
 run benchmarks/speculative.py --drafts 7 --model smollm2-135m-instruct:q4_1 --model gemma3-270m:q4_k_m \
     ${llama_lookup:+--llama-lookup "$llama_lookup"}
 llama_server=$(compgen -G "$tools/llama-server" | head -n1 || true)
-run benchmarks/serve_batch.py --tokens 64 --repeats 7 ${llama_server:+--llama-server "$llama_server"}
+run benchmarks/serve_batch.py --tokens 64 --repeats 11 ${llama_server:+--llama-server "$llama_server"}
 if [[ -d packaging/dist ]]; then
     run benchmarks/binary.py
 else

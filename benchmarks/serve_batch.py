@@ -13,7 +13,9 @@ With ``--llama-server PATH`` (llama.cpp's own server, built from the llama-cpp-p
 ``--parallel``, with a context of ``--ctx`` per slot (``-c ctx × parallel``, as llama-server splits it), and
 rounds are paired: each round times both servers back to back (A B, then B A in the next round), and
 ours / llama-server is the median over rounds of that round's ratio, so a change in machine load between
-rounds hits both sides of a pair alike. Before the timed rounds of each concurrency, one untimed round per
+rounds hits both sides of a pair alike; with it, the 95 % interval of that median from the rounds' order
+statistics (``stats.median_interval``: 7 rounds give their range, 11 the 2nd to 10th, 15 the 4th to 12th) and
+a verdict per concurrency: ahead or behind only when the whole interval is. Before the timed rounds of each concurrency, one untimed round per
 server (a batch shape's first step allocates its compute graph; neither server is timed on that).
 
     python benchmarks/serve_batch.py [--model ID] [--threads N] [--tokens 128] [--repeats 3] [--parallel 4]
@@ -37,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import chat_model, chat_parser, print_table, write_json
 from serve import chat_body, start_server, stop_server, wait_healthy
+
+from assistant.bench.stats import median_interval
 
 OURS, THEIRS = "assistant serve", "llama-server"
 
@@ -127,6 +131,11 @@ def paired_differences(ours: list[dict[str, Any]], theirs: list[dict[str, Any]])
     return [statistics.median(a["ttfts"]) - statistics.median(b["ttfts"]) for a, b in zip(ours, theirs, strict=True)]
 
 
+def _verdict(lo: float, hi: float) -> str:
+    """Ours against llama-server from the 95 % interval of the paired ratio's median."""
+    return "ahead" if lo > 1 else "behind" if hi < 1 else "level within the noise"
+
+
 def main() -> None:
     parser = chat_parser(__doc__, ctx=2048)
     parser.add_argument("--port", type=int, default=18436)
@@ -177,6 +186,10 @@ def main() -> None:
     if args.llama_server:
         pairs = {n: paired_ratios(rounds[(OURS, n)], rounds[(THEIRS, n)]) for n in levels}
         summary["ours_over_llama_server"] = {n: statistics.median(p) for n, p in pairs.items() if p}
+        summary["ours_over_llama_server_ci95"] = {n: median_interval(p) for n, p in pairs.items() if p}
+        summary["ours_over_llama_server_verdict"] = {
+            n: _verdict(*lohi) for n, lohi in summary["ours_over_llama_server_ci95"].items()
+        }
         summary["ours_over_llama_server_pairs"] = pairs
         summary["ttft_p50_ms_ours_minus_llama_server"] = {
             n: statistics.median(paired_differences(rounds[(OURS, n)], rounds[(THEIRS, n)])) for n in levels

@@ -18,6 +18,9 @@ four digits). Every interval is 95 %. Why each estimator:
   over them. It is deterministic (no resampling) and widens exactly as much as the correlation requires.
 * **Repetitions** (tokens per second, TTFT, load time over a few runs): a t-interval, since there are 2 to 5
   values and a normal quantile would understate the spread.
+* **Paired ratios against another program** (``benchmarks/serve_batch.py``: each round's ours / theirs, timed
+  back to back): the median, and the distribution-free interval of the median from the order statistics
+  (``median_interval``), since a round on a busy machine can be off by far more than a normal tail allows.
 * **PER**: its interval is propagated in log space from each axis's own interval (PER is a geometric mean,
   so its log is a mean of log ratios and their variances add).
 """
@@ -143,6 +146,25 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float, float]:
     sd = float(arr.std(ddof=1))
     half = t975(len(arr) - 1) * sd / math.sqrt(len(arr))
     return mean, sd, mean - half, mean + half
+
+
+def median_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95 % interval of the median of independent values from their order statistics: with the values
+    sorted, ``[x_(k), x_(n+1-k)]`` for the largest ``k`` whose coverage ``1 - 2 P(Binomial(n, 1/2) < k)`` is at
+    least 95 %, whatever their distribution. Under six values even the whole range covers less (five:
+    93.75 %); it is returned then, as the widest interval the values give."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    n = len(ordered)
+
+    def coverage(k: int) -> float:
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    k = 1
+    while k < (n + 1) // 2 and coverage(k + 1) >= 0.95:
+        k += 1
+    return ordered[k - 1], ordered[n - k]
 
 
 def se_of_mean(x: np.ndarray) -> float:

@@ -232,3 +232,21 @@ def test_one_timing_has_no_spread_rather_than_a_spread_of_zero() -> None:
 
     assert mean_sd([0.25]) == (0.25, None)  # the speech bench run with --reps 1: its sd was stored as 0.0
     assert mean_sd([1.0, 3.0], 2) == (2.0, 1.41)
+
+
+@pytest.mark.parametrize(("n", "k"), [(5, 1), (8, 1), (9, 2), (12, 3), (15, 4), (20, 6)])
+def test_median_interval_takes_the_order_statistics_of_published_tables(n: int, k: int) -> None:
+    # the 95 % distribution-free interval of a median: [x_(k), x_(n+1-k)] (e.g. Conover, Practical
+    # Nonparametric Statistics, table A3); n = 9: 1 - 2 * (1 + 9) / 512 = 0.961, and k = 3 would give 0.820
+    values = [float(v) for v in range(n, 0, -1)]  # the order of the values must not matter
+    assert stats.median_interval(values) == (k, n + 1 - k)
+
+
+def test_median_interval_contains_the_median_and_ignores_one_wild_round() -> None:
+    ratios = [0.98, 1.01, 0.97, 1.02, 0.99, 1.00, 0.96, 1.03, 0.99, 1.01, 0.40]  # one round on a stalled machine
+    lo, hi = stats.median_interval(ratios)
+    assert lo <= float(np.median(ratios)) <= hi
+    assert (lo, hi) == (0.96, 1.02)  # n = 11: the 2nd and 10th of the sorted ratios
+    assert stats.median_interval([1.5]) == (1.5, 1.5)
+    with pytest.raises(ValueError):
+        stats.median_interval([])
