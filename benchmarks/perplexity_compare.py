@@ -87,7 +87,7 @@ def ours(ref: Path, cand: Path, text: str, threads: int) -> dict[str, Any]:
     a = LlamaModel(str(cand), n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=threads)
     b = LlamaModel(str(ref), n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=threads)
     try:
-        return measure._quality(a, b, text, opts, lambda stage: None)
+        return measure.quality_against(a, b, text, opts, lambda stage: None)
     finally:
         a.close()
         b.close()

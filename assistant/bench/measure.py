@@ -4,7 +4,7 @@ of its own, through ``worker.run("bench.llm", spec)``, so its peak RSS is its ow
 What it measures, and how, is described in ``llm.py``; this module only does it:
 
 * ``_speed``: llama-bench's pp512 / tg128 and a TTFT, each repetition kept so the parent can give intervals;
-* ``_quality``: per-token KL divergence, negative log-likelihoods and top-1 agreement against the reference
+* ``quality_against``: per-token KL divergence, negative log-likelihoods and top-1 agreement against the reference
   over the evaluation text, summarised by ``stats.token_stats``;
 * ``_tasks``: every evaluation item scored (log-likelihood of each choice, or a greedy reply matched
   against the answer), one 0/1 per item so the parent can pair it with the reference's.
@@ -129,7 +129,7 @@ def _windows(m: LlamaModel, text: str, opts: Options) -> tuple[list[list[int]], 
 
 
 def _scored_rows(chunks: list[list[int]], add_bos: bool) -> int:
-    """How many positions ``_quality`` scores: the second half of each window."""
+    """How many positions ``quality_against`` scores: the second half of each window."""
     total = 0
     for chunk in chunks:
         n = len(chunk) + int(add_bos) - 1  # positions with a next token
@@ -153,7 +153,7 @@ def read_ref_rows(folder: Path, digest: str) -> np.ndarray | None:
 
 
 class _RefWriter:
-    """The reference row's log-probabilities, written as ``_quality`` computes them; visible to readers
+    """The reference row's log-probabilities, written as ``quality_against`` computes them; visible to readers
     only once complete (the data is renamed into place, then its description written)."""
 
     def __init__(self, folder: Path, digest: str, rows: int, vocab: int) -> None:
@@ -181,7 +181,7 @@ class _RefWriter:
         paths.write_text_atomic(self.folder / _REF_META, json.dumps(meta))
 
 
-def _quality(
+def quality_against(
     cand: LlamaModel,
     ref: LlamaModel | None,
     text: str,
@@ -472,7 +472,7 @@ def work(spec: dict[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[s
             if ref.n_vocab != cand.n_vocab:
                 raise AssistantError("the reference has a different vocabulary", "compare variants of one model")
         save = shared if shared is not None and not spec.get("ref_path") else None
-        quality = _quality(cand, ref, text, opts, step, ref_rows=ref_rows, save_rows=save)
+        quality = quality_against(cand, ref, text, opts, step, ref_rows=ref_rows, save_rows=save)
         del ref_rows
         if ref is not None:
             ref.close()

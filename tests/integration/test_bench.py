@@ -302,16 +302,16 @@ def test_cached_reference_rows_score_as_the_loaded_reference(bench_home: Path, t
     text = bench_tasks.eval_text(None)
     quiet = lambda stage: None  # noqa: E731
     ref = LlamaModel(ref_path, n_ctx=opts.chunk + 160, n_batch=llm.EVAL_BATCH, threads=2)
-    own = measure._quality(ref, None, text, opts, quiet, save_rows=tmp_path)
+    own = measure.quality_against(ref, None, text, opts, quiet, save_rows=tmp_path)
     assert "kld" not in own
     cand = LlamaModel(cand_path, n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=2)
     rows = measure.read_ref_rows(tmp_path, measure._windows(cand, text, opts)[1])
     assert rows is not None and rows.shape == (own["eval_tokens"], cand.n_vocab)
     assert measure.read_ref_rows(tmp_path, "another text") is None
-    cached = measure._quality(cand, None, text, opts, quiet, ref_rows=rows)
+    cached = measure.quality_against(cand, None, text, opts, quiet, ref_rows=rows)
     del rows
     ref.new_context(n_ctx=opts.chunk + 8, n_batch=llm.EVAL_BATCH, threads=2)
-    loaded = measure._quality(cand, ref, text, opts, quiet)
+    loaded = measure.quality_against(cand, ref, text, opts, quiet)
     assert cached == loaded and cached["kld"] > 0.05
     assert oct((tmp_path / "ref_rows.npy").stat().st_mode & 0o777) == "0o600"
     ref.close()
