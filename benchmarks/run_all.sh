@@ -32,7 +32,7 @@ run benchmarks/quant_ladder.py --reps 3 --repeat 2
 run benchmarks/quant_ladder.py --quick --repeat 2 --only smollm2
 run benchmarks/speech_variants.py
 run benchmarks/voice_loop.py --turns 13
-run benchmarks/serve.py
+run benchmarks/serve.py --repeats 7
 # llama.cpp's own tools, when built (in the cache dir, from the llama-cpp-python sdist's sources, next to
 # llama-bench: cmake --build <cache>/llama-cpp-python-*/build --target llama-server llama-lookup), are
 # measured beside us.
