@@ -1,8 +1,8 @@
 """Continuous batching: aggregate generated tok/s and time to first token at 1, 2, 4 and 8 concurrent streams.
 
 ``assistant serve`` runs as its own process (as llama-server does, so neither shares a GIL with the clients)
-with ``--parallel`` slots (4 by default), and N client threads, released together, each stream one greedy ``/v1/chat/completions`` reply of ``--tokens``
-tokens over loopback. Per concurrency and round:
+with ``--parallel`` slots (4 by default), and N client threads, released together, each stream one greedy
+``/v1/chat/completions`` reply of ``--tokens`` tokens over loopback. Per concurrency and round:
 
 * aggregate tok/s = completion tokens of all N replies / wall time from the release to the last stream's end;
 * time to first token of each stream (p50 and p99 over all rounds' streams);
@@ -15,8 +15,9 @@ rounds are paired: each round times both servers back to back (A B, then B A in 
 ours / llama-server is the median over rounds of that round's ratio, so a change in machine load between
 rounds hits both sides of a pair alike; with it, the 95 % interval of that median from the rounds' order
 statistics (``stats.median_interval``: 7 rounds give their range, 11 the 2nd to 10th, 15 the 4th to 12th) and
-a verdict per concurrency: ahead or behind only when the whole interval is. Before the timed rounds of each concurrency, one untimed round per
-server (a batch shape's first step allocates its compute graph; neither server is timed on that).
+a verdict per concurrency: ahead or behind only when the whole interval is. Before the timed rounds of each
+concurrency, one untimed round per server (a batch shape's first step allocates its compute graph; neither
+server is timed on that).
 
     python benchmarks/serve_batch.py [--model ID] [--threads N] [--tokens 128] [--repeats 3] [--parallel 4]
         [--streams 1,2,4,8] [--llama-server PATH]

@@ -236,8 +236,8 @@ def test_one_timing_has_no_spread_rather_than_a_spread_of_zero() -> None:
 
 @pytest.mark.parametrize(("n", "k"), [(5, 1), (8, 1), (9, 2), (12, 3), (15, 4), (20, 6)])
 def test_median_interval_takes_the_order_statistics_of_published_tables(n: int, k: int) -> None:
-    # the 95 % distribution-free interval of a median: [x_(k), x_(n+1-k)] (e.g. Conover, Practical
-    # Nonparametric Statistics, table A3); n = 9: 1 - 2 * (1 + 9) / 512 = 0.961, and k = 3 would give 0.820
+    # the 95 % distribution-free interval of a median: [x_(k), x_(n+1-k)], the k of the usual tables, worked
+    # by hand for n = 9: k = 2 covers 1 - 2 * (1 + 9) / 512 = 0.961, k = 3 only 1 - 2 * 46 / 512 = 0.820
     values = [float(v) for v in range(n, 0, -1)]  # the order of the values must not matter
     assert stats.median_interval(values) == (k, n + 1 - k)
 
